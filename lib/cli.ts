@@ -1,0 +1,205 @@
+/**
+ * Command-line plumbing shared by every role: the configuration error that
+ * exits with code 2, `parseArgs` with friendly errors, and address parsing.
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/**
+ * A usage or configuration mistake: printed as one line, exit code 2.
+ *
+ * @example Refuse a flag value
+ * ```ts
+ * import { ConfigError } from "./cli.ts";
+ * throw new ConfigError("--listen 'x': expected HOST:PORT");
+ * ```
+ */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** A host and a port, as given on the command line. */
+export interface HostPort {
+  /** Host name or address, without IPv6 brackets. */
+  host: string;
+  /** Port, 0 to 65535. */
+  port: number;
+}
+
+/**
+ * Parses `HOST:PORT` (or `[IPV6]:PORT`).
+ *
+ * @example Parse an IPv6 address
+ * ```ts
+ * import { parseHostPort } from "./cli.ts";
+ * parseHostPort("[::1]:6514", "--listen"); // { host: "::1", port: 6514 }
+ * ```
+ */
+export function parseHostPort(value: string, flag: string): HostPort {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    throw new ConfigError(`${flag} '${value}': expected HOST:PORT (or [IPV6]:PORT)`);
+  }
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** Formats a host and port back to `HOST:PORT`, bracketing IPv6. */
+export function formatHostPort(address: HostPort): string {
+  return address.host.includes(":")
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
+}
+
+/** The parsed form of an endpoint URL such as `udp://127.0.0.1:514`. */
+export type Endpoint =
+  | { kind: "udp" | "tcp"; host: string; port: number }
+  | { kind: "unix"; path: string }
+  | { kind: "stdout" };
+
+/**
+ * Parses `udp://HOST:PORT`, `tcp://HOST:PORT`, `unix:///PATH` or `-`.
+ * A bare `HOST:PORT` means `defaultKind`.
+ *
+ * @example Parse a sink URL
+ * ```ts
+ * import { parseEndpoint } from "./cli.ts";
+ * parseEndpoint("tcp://127.0.0.1:514", "--to", "udp"); // { kind: "tcp", ... }
+ * ```
+ */
+export function parseEndpoint(
+  value: string,
+  flag: string,
+  defaultKind: "udp" | "tcp",
+): Endpoint {
+  if (value === "-") return { kind: "stdout" };
+  const scheme = /^([a-z]+):\/\/(.*)$/.exec(value);
+  if (!scheme) return { kind: defaultKind, ...parseHostPort(value, flag) };
+  const [, kind, rest] = scheme as unknown as [string, string, string];
+  if (kind === "unix") {
+    if (!rest.startsWith("/")) {
+      throw new ConfigError(`${flag} '${value}': expected unix:///ABSOLUTE/PATH`);
+    }
+    return { kind, path: rest };
+  }
+  if (kind === "udp" || kind === "tcp") return { kind, ...parseHostPort(rest, flag) };
+  throw new ConfigError(
+    `${flag} '${value}': unknown scheme '${kind}://' (expected udp://, tcp://, unix:// or -)`,
+  );
+}
+
+/**
+ * `node:util` parseArgs for one role, strict, with errors turned into
+ * {@linkcode ConfigError}s that name the role.
+ *
+ * @example Parse a role's flags
+ * ```ts
+ * import { parseRoleArgs } from "./cli.ts";
+ * const { values } = parseRoleArgs("serve", ["--listen", ":1"], {
+ *   listen: { type: "string" },
+ * });
+ * ```
+ */
+export function parseRoleArgs<O extends NonNullable<ParseArgsConfig["options"]>>(
+  role: string,
+  args: string[],
+  options: O,
+  allowPositionals = false,
+): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean }>> {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(
+      `reclog ${role}: ${message.split("\n")[0]} (see 'reclog ${role} --help')`,
+    );
+  }
+}
+
+/**
+ * Parses a positive integer flag value.
+ *
+ * @example Parse --days
+ * ```ts
+ * import { parsePositiveInt } from "./cli.ts";
+ * parsePositiveInt("30", "--days"); // 30
+ * ```
+ */
+export function parsePositiveInt(value: string, flag: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new ConfigError(`${flag} '${value}': expected a positive whole number`);
+  }
+  return Number(value);
+}
+
+/**
+ * Parses a byte size such as `64MiB`, `1GiB`, `512k` or `1048576`.
+ *
+ * @example Parse --journal-bytes
+ * ```ts
+ * import { parseBytes } from "./cli.ts";
+ * parseBytes("64MiB", "--journal-bytes"); // 67108864
+ * ```
+ */
+export function parseBytes(value: string, flag: string): number {
+  const match = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(value);
+  if (!match) {
+    throw new ConfigError(`${flag} '${value}': expected a size such as 1048576, 512KiB or 64MiB`);
+  }
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase()]!;
+  const bytes = Number(match[1]) * unit;
+  if (bytes < 1) throw new ConfigError(`${flag} '${value}': must be at least 1 byte`);
+  return bytes;
+}
+
+/**
+ * Reads a file named by a flag, with an error that names the flag and file.
+ *
+ * @example Read a certificate
+ * ```ts
+ * import { readFlagFile } from "./cli.ts";
+ * const pem = await readFlagFile("--cert", "server.pem");
+ * ```
+ */
+export async function readFlagFile(flag: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(`Cannot read ${flag} '${path}': ${describeFsError(error)}`);
+  }
+}
+
+/**
+ * A short human description of a file-system error.
+ *
+ * @example Describe an error
+ * ```ts
+ * import { describeFsError } from "./cli.ts";
+ * describeFsError(new Deno.errors.NotFound("x")); // "file not found"
+ * ```
+ */
+export function describeFsError(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "file not found";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.IsADirectory) return "is a directory";
+  if (error instanceof Deno.errors.AlreadyExists) return "already exists";
+  if (error instanceof Error && /No space left/i.test(error.message)) {
+    return "no space left on device";
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Returns the error's message without a stack trace.
+ *
+ * @example Describe an unknown value
+ * ```ts
+ * import { errorMessage } from "./cli.ts";
+ * errorMessage(new Error("boom")); // "boom"
+ * ```
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
