@@ -6,10 +6,10 @@
  * @module
  */
 
-import { fromFileUrl } from "node:url";
+import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, type Issued } from "../lib/pki.ts";
 
-const ROOT = fromFileUrl(new URL("..", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = `${ROOT}main.ts`;
 const CONFIG = `${ROOT}deno.json`;
 
