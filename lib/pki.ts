@@ -7,6 +7,7 @@
 
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { isIPv4, isIPv6 } from "node:net";
 
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const DAY_MS = 86_400_000;
@@ -83,7 +84,8 @@ export interface IssueOptions {
    */
   dnsNames?: string[];
   /**
-   * IP addresses for the SAN extension (servers).
+   * IP addresses for the SAN extension (servers), IPv4 or IPv6; see
+   * {@linkcode normalizeIpAddress} for what is accepted.
    * @default {[]}
    */
   ipAddresses?: string[];
@@ -120,7 +122,16 @@ export async function issueCertificate(ca: Issued, options: IssueOptions): Promi
   const { notBefore, notAfter } = validity(options.notBefore, options.days ?? 825);
   const names: x509.JsonGeneralNames = [
     ...(options.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })),
-    ...(options.ipAddresses ?? []).map((value) => ({ type: "ip" as const, value })),
+    ...(options.ipAddresses ?? []).map((value) => {
+      const groups = ipGroups(value);
+      if (!groups) throw new TypeError(`Not an IP address: '${value}'`);
+      // The SAN encoder only reads dotted IPv4 and eight-group IPv6 reliably
+      // (it mangles `::ffff:10.0.0.1`), so hand it exactly those forms.
+      const text = groups.length === 4
+        ? groups.join(".")
+        : groups.map((group) => group.toString(16)).join(":");
+      return { type: "ip" as const, value: text };
+    }),
   ];
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
@@ -143,7 +154,7 @@ export async function issueCertificate(ca: Issued, options: IssueOptions): Promi
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${escapeDnValue(options.commonName)}`,
-    issuer: caCert.subject,
+    issuer: caCert.subjectName,
     notBefore,
     notAfter,
     signingAlgorithm: ALGORITHM,
@@ -151,6 +162,9 @@ export async function issueCertificate(ca: Issued, options: IssueOptions): Promi
     signingKey: caKey,
     extensions,
   });
+  if (!(await cert.verify({ publicKey: caCert, signatureOnly: true }))) {
+    throw new TypeError("The CA private key does not belong to the CA certificate");
+  }
   return { certPem: cert.toString("pem"), keyPem: await exportKey(keys.privateKey) };
 }
 
@@ -174,6 +188,10 @@ export interface CertificateInfo {
   isCa: boolean;
   /** X.509 version (3 for everything reclog makes). */
   version: number;
+  /** Serial number, colon-separated upper-case hex. */
+  serialNumber: string;
+  /** Public key algorithm, e.g. `ECDSA P-256` or `RSA 2048`. */
+  keyAlgorithm: string;
 }
 
 /**
@@ -208,12 +226,101 @@ export async function describeCertificate(pem: string): Promise<CertificateInfo>
     subjectAltNames,
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
-    fingerprint: Array.from(digest, (b) => b.toString(16).padStart(2, "0").toUpperCase())
-      .join(":"),
+    fingerprint: colonHex(digest),
     usages,
     isCa: cert.getExtension(x509.BasicConstraintsExtension)?.ca ?? false,
-    version: 3,
+    version: certificateVersion(new Uint8Array(cert.rawData)),
+    serialNumber: colonHex(hexBytes(cert.serialNumber)),
+    keyAlgorithm: describeKeyAlgorithm(cert.publicKey.algorithm),
   };
+}
+
+/**
+ * Checks an IP address and returns it in its canonical text form: dotted
+ * decimal for IPv4, RFC 5952 (lower case, longest zero run as `::`) for
+ * IPv6. Returns `undefined` for anything else, including IPv6 zone ids
+ * (`fe80::1%eth0`), which cannot go into a certificate.
+ *
+ * @example Normalize addresses for a server certificate
+ * ```ts
+ * import { normalizeIpAddress } from "./pki.ts";
+ * normalizeIpAddress("2001:DB8:0:0::1"); // "2001:db8::1"
+ * normalizeIpAddress("10.0.0.1"); // "10.0.0.1"
+ * normalizeIpAddress("10.0.0.256"); // undefined
+ * ```
+ */
+export function normalizeIpAddress(value: string): string | undefined {
+  const groups = ipGroups(value);
+  if (!groups) return undefined;
+  if (groups.length === 4) return groups.join(".");
+  let best = -1;
+  let bestLength = 1; // RFC 5952: never compress a single zero group
+  for (let start = 0; start < 8; start++) {
+    let end = start;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - start > bestLength) [best, bestLength] = [start, end - start];
+  }
+  const hex = groups.map((group) => group.toString(16));
+  if (best < 0) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
+}
+
+/** Four bytes for IPv4, eight 16-bit groups for IPv6, or undefined. */
+function ipGroups(value: string): number[] | undefined {
+  if (isIPv4(value)) return value.split(".").map(Number);
+  if (!isIPv6(value) || value.includes("%")) return undefined;
+  let text = value.toLowerCase();
+  const tail: number[] = [];
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    tail.push(a << 8 | b, c << 8 | d);
+    text = text.slice(0, -v4[0].length);
+    if (!text.endsWith("::")) text = text.slice(0, -1);
+  }
+  const [left, right] = text.split("::") as [string, string | undefined];
+  const parse = (part: string | undefined) =>
+    part ? part.split(":").map((group) => parseInt(group, 16)) : [];
+  const head = parse(left);
+  const rest = [...parse(right), ...tail];
+  const zeros = right === undefined ? 0 : 8 - head.length - rest.length;
+  const groups = [...head, ...new Array<number>(zeros).fill(0), ...rest];
+  return groups.length === 8 && groups.every((group) => group >= 0 && group <= 0xffff)
+    ? groups
+    : undefined;
+}
+
+/** Reads the version field of a DER certificate (v1 when absent). */
+function certificateVersion(der: Uint8Array): number {
+  // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] EXPLICIT Version ... } ... }
+  let offset = 0;
+  const header = (): void => {
+    offset++; // tag
+    const first = der[offset++]!;
+    if (first & 0x80) offset += first & 0x7f;
+  };
+  header(); // Certificate
+  header(); // TBSCertificate
+  if (der[offset] !== 0xa0) return 1;
+  header(); // [0]
+  if (der[offset] !== 0x02 || der[offset + 1] !== 1) return 1;
+  return der[offset + 2]! + 1;
+}
+
+function describeKeyAlgorithm(algorithm: Algorithm): string {
+  const details = algorithm as Algorithm & { namedCurve?: string; modulusLength?: number };
+  return [details.name, details.namedCurve ?? details.modulusLength].filter((part) =>
+    part !== undefined
+  ).join(" ");
+}
+
+function colonHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
+}
+
+function hexBytes(hex: string): Uint8Array {
+  const even = hex.length % 2 ? `0${hex}` : hex;
+  return Uint8Array.from(even.match(/../g) ?? [], (pair) => parseInt(pair, 16));
 }
 
 const EKU_NAMES: Record<string, string> = {
@@ -238,9 +345,18 @@ async function exportKey(key: CryptoKey): Promise<string> {
 }
 
 async function importKey(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decode(pem)[0];
-  if (!der) throw new TypeError("Cannot read the CA key: no PEM block found");
-  return await crypto.subtle.importKey("pkcs8", der, ALGORITHM, false, ["sign"]);
+  let der: ArrayBuffer | undefined;
+  try {
+    der = /-----BEGIN PRIVATE KEY-----/.test(pem) ? x509.PemConverter.decode(pem)[0] : undefined;
+  } catch {
+    der = undefined;
+  }
+  if (!der) throw new TypeError("Cannot read the CA key: no PKCS#8 'PRIVATE KEY' PEM block found");
+  try {
+    return await crypto.subtle.importKey("pkcs8", der, ALGORITHM, false, ["sign"]);
+  } catch {
+    throw new TypeError("Cannot read the CA key: not an ECDSA P-256 private key");
+  }
 }
 
 function escapeDnValue(value: string): string {
