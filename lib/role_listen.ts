@@ -346,8 +346,18 @@ SIGINT or SIGTERM: stop accepting, write the partial lines of connected
 senders, flush and exit 0. Exit 1 if the file cannot be written (full disk,
 permissions), 2 on usage or configuration errors.`;
 
-/** The `--cert/--key/--ca` set, all given or none; throws naming the missing flag. */
-function tlsFlags(
+/**
+ * Checks that `--cert`, `--key` and `--ca` are given all together or not at
+ * all; throws a {@linkcode ConfigError} naming the missing flag.
+ *
+ * @example Check the TLS flags
+ * ```ts
+ * import { parseTlsFlags } from "./role_listen.ts";
+ * parseTlsFlags({ cert: "c.pem", key: "c.key", ca: "ca.pem" }); // the three paths
+ * parseTlsFlags({}); // undefined: plain TCP
+ * ```
+ */
+export function parseTlsFlags(
   values: { cert?: string; key?: string; ca?: string },
 ): { cert: string; key: string; ca: string } | undefined {
   const given = (["cert", "key", "ca"] as const).filter((flag) => values[flag] !== undefined);
@@ -410,7 +420,7 @@ export async function run(args: string[]): Promise<number> {
   const maxLine = values["max-line"] === undefined
     ? DEFAULT_MAX_LINE
     : parseBytes(values["max-line"], "--max-line");
-  const tlsFiles = tlsFlags(values);
+  const tlsFiles = parseTlsFlags(values);
   if (tlsFiles && values.udp) {
     throw new ConfigError("--udp cannot be used with --cert/--key/--ca (datagrams are not TLS)");
   }
