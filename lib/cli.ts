@@ -5,7 +5,8 @@
  * @module
  */
 
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
 
 /**
  * A usage or configuration mistake: printed as one line, exit code 2.
@@ -102,12 +103,14 @@ export function parseEndpoint(
  * });
  * ```
  */
-export function parseRoleArgs<O extends NonNullable<ParseArgsConfig["options"]>>(
+export function parseRoleArgs<const O extends ParseArgsOptionsConfig>(
   role: string,
   args: string[],
   options: O,
   allowPositionals = false,
-): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean }>> {
+): ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>
+> {
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (error) {

@@ -39,7 +39,11 @@ export function setupLogging(options: LoggingOptions = {}): void {
   let level = options.level ?? "info";
   const fromEnv = Deno.env.get("RECLOG_LOG_LEVEL");
   if (fromEnv) level = parseLogLevel(fromEnv);
-  const format = getTextFormatter({ timestamp: "date-time-tz", category: "." });
+  const format = getTextFormatter({
+    timestamp: "date-time-tz",
+    category: ".",
+    value: (value) => typeof value === "string" ? value : Deno.inspect(value),
+  });
   configureSync({
     reset: true,
     sinks: {

@@ -1,19 +1,163 @@
 /**
- * `reclog serve`: not written yet.
+ * `reclog serve`: syslog inputs → journal → mutual-TLS fan-out.
  *
  * @module
  */
 
+import {
+  ConfigError,
+  formatHostPort,
+  parseBytes,
+  parseEndpoint,
+  parseHostPort,
+  parseRoleArgs,
+} from "./cli.ts";
+import { FanoutServer } from "./fanout_server.ts";
+import { Journal } from "./journal.ts";
+import { log } from "./log.ts";
+import { shutdownSignal } from "./shutdown.ts";
+import { UdpSource } from "./source_udp.ts";
+import { TcpSource } from "./source_tcp.ts";
+import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "./tls_policy.ts";
+
+const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
+
+Receives syslog from the local syslog daemon and hands every message, over
+mutual TLS 1.3, to every connected 'reclog pull'.
+
+TLS (required):
+  --cert FILE               server certificate (PEM)
+  --key FILE                its private key (PEM)
+  --ca FILE                 CA certificate(s) a client certificate must chain to
+
+Listening:
+  --listen HOST:PORT        mutual-TLS listener                [0.0.0.0:6514]
+  --syslog-in ADDR          syslog input, repeatable: HOST:PORT or udp://HOST:PORT
+                            (UDP), tcp://HOST:PORT (RFC 6587 octet counting or
+                            newline framing)                   [127.0.0.1:5140]
+
+Which clients are accepted (beyond chaining to --ca):
+  --issuer DN               exact issuer, 'CN=My CA,O=Example' or '/O=Example/CN=My CA'
+  --allow-cn NAME           allowed subject common name, repeatable
+  --allow-fingerprint HEX   allowed SHA-256 certificate fingerprint, repeatable
+
+Journal:
+  --journal-bytes SIZE      messages kept in memory for clients that are away
+                            or slow, e.g. 64MiB                [64MiB]
+  --max-message SIZE        longest syslog message over TCP; longer ones are
+                            cut and counted                    [64KiB]
+
+  -h, --help                this text
+
+Stops cleanly on SIGINT/SIGTERM (exit 0). Exit 2 on a usage or configuration error.`;
+
+const OPTIONS = {
+  cert: { type: "string" },
+  key: { type: "string" },
+  ca: { type: "string" },
+  listen: { type: "string", default: "0.0.0.0:6514" },
+  "syslog-in": { type: "string", multiple: true },
+  issuer: { type: "string" },
+  "allow-cn": { type: "string", multiple: true },
+  "allow-fingerprint": { type: "string", multiple: true },
+  "journal-bytes": { type: "string", default: "64MiB" },
+  "max-message": { type: "string", default: "64KiB" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const SYSLOG_STREAM = new TextEncoder().encode("syslog");
+
 /**
- * Runs `reclog serve`.
+ * Runs `reclog serve`; resolves to the exit code.
  *
- * @example Run the role
+ * @example Serve with defaults
  * ```ts
  * import { run } from "./role_serve.ts";
- * Deno.exit(await run(Deno.args));
+ * await run(["--cert", "server.pem", "--key", "server.key", "--ca", "ca.pem"]);
  * ```
  */
-export function run(_args: string[]): Promise<number> {
-  console.error("reclog serve: not implemented yet");
-  return Promise.resolve(1);
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseRoleArgs("serve", args, OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  for (const flag of ["cert", "key", "ca"] as const) {
+    if (!values[flag]) {
+      throw new ConfigError(`--${flag} is required (see 'reclog serve --help')`);
+    }
+  }
+  const listen = parseHostPort(values.listen, "--listen");
+  const inputs = (values["syslog-in"] ?? ["127.0.0.1:5140"]).map((value) => {
+    const endpoint = parseEndpoint(value, "--syslog-in", "udp");
+    if (endpoint.kind !== "udp" && endpoint.kind !== "tcp") {
+      throw new ConfigError(`--syslog-in '${value}': expected HOST:PORT, udp:// or tcp://`);
+    }
+    return { value, ...endpoint };
+  });
+  const policy: PeerPolicy = {
+    issuer: values.issuer === undefined ? undefined : parseDn(values.issuer, "--issuer"),
+    allowCn: values["allow-cn"] ?? [],
+    allowFingerprint: (values["allow-fingerprint"] ?? []).map((v) =>
+      parseFingerprint(v, "--allow-fingerprint")
+    ),
+  };
+  const maxBytes = parseBytes(values["journal-bytes"], "--journal-bytes");
+  const maxMessage = parseBytes(values["max-message"], "--max-message");
+  if (maxMessage > 512 * 1024) {
+    throw new ConfigError(`--max-message '${values["max-message"]}': at most 512KiB`);
+  }
+  const material = await loadTlsMaterial({ cert: values.cert!, key: values.key!, ca: values.ca! });
+
+  using shutdown = shutdownSignal();
+  const signal = shutdown.signal;
+  const journal = new Journal({ maxBytes });
+  const onMessage = (buf: Uint8Array, start: number, end: number) =>
+    journal.append(SYSLOG_STREAM, buf, start, end);
+
+  await using stack = new AsyncDisposableStack();
+  for (const input of inputs) {
+    const source: UdpSource | TcpSource = stack.use(
+      input.kind === "udp"
+        ? new UdpSource({ host: input.host, port: input.port, onMessage })
+        : new TcpSource({ host: input.host, port: input.port, onMessage, maxLength: maxMessage }),
+    );
+    const address: Deno.NetAddr = await bind(() => source.listen(), "--syslog-in", input.value);
+    log("serve").info("syslog-in {kind} listening on {address}", {
+      kind: input.kind,
+      address: formatHostPort({ host: address.hostname, port: address.port }),
+    });
+  }
+  const server = stack.use(
+    new FanoutServer(journal, { host: listen.host, port: listen.port, material, policy }),
+  );
+  const bound = await bind(() => server.listen(), "--listen", values.listen);
+  log("serve").info("mTLS listening on {address} (journal {epoch}, {bytes} bytes)", {
+    address: formatHostPort(bound),
+    epoch: journal.epoch,
+    bytes: maxBytes,
+  });
+
+  await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
+  await server.close("server shutting down");
+  log("serve").info("stopped after {count} messages", { count: journal.nextSeq - 1 });
+  return 0;
+}
+
+async function bind<T>(listen: () => Promise<T>, flag: string, value: string): Promise<T> {
+  try {
+    return await listen();
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
+      throw new ConfigError(`${flag} '${value}': address already in use`);
+    }
+    if (
+      error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL" ||
+      error instanceof Deno.errors.PermissionDenied || code === "EACCES"
+    ) {
+      throw new ConfigError(`${flag} '${value}': cannot bind (${(error as Error).message})`);
+    }
+    throw error;
+  }
 }

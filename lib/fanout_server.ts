@@ -1,0 +1,410 @@
+/**
+ * The mutual-TLS listener of `serve`: accepts verified clients, reads their
+ * greeting, and streams the journal to each through its own cursor.
+ *
+ * Sending is a slice of a journal segment per write (many frames at once);
+ * a client whose socket backs up is simply not fed until it drains, so it
+ * never slows ingest or the other clients. If it falls behind what the
+ * journal holds, it is told how many messages it lost.
+ *
+ * @module
+ */
+
+import tls from "node:tls";
+import type { TLSSocket } from "node:tls";
+import {
+  DEFAULT_MAX_FRAME,
+  encodeControl,
+  FrameReader,
+  FrameSplitter,
+  FrameType,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from "./frame.ts";
+import type { Cursor, Journal } from "./journal.ts";
+import { log } from "./log.ts";
+import {
+  checkPeer,
+  HANDSHAKE_TIMEOUT_MS,
+  peerIdentity,
+  type PeerPolicy,
+  serverTlsOptions,
+  type TlsMaterial,
+} from "./tls_policy.ts";
+import { formatHostPort } from "./cli.ts";
+
+/** Options for {@linkcode FanoutServer}. */
+export interface FanoutServerOptions {
+  /** Address to bind. */
+  host: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** Certificate, key and CA. */
+  material: TlsMaterial;
+  /** Extra checks on client certificates. */
+  policy: PeerPolicy;
+  /**
+   * Send a keep-alive after this long without other frames, ms.
+   * @default {30000}
+   */
+  keepAliveMs?: number;
+  /**
+   * Drop a client silent for this long, ms.
+   * @default {90000}
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Stop feeding a client while its socket holds this many unsent bytes.
+   * @default {1 MiB}
+   */
+  highWaterBytes?: number;
+  /**
+   * Largest frame accepted from a client.
+   * @default {65536}
+   */
+  maxFrame?: number;
+  /** Closes the server when aborted. */
+  signal?: AbortSignal;
+}
+
+/** The greeting a client sends. */
+export interface ClientHello {
+  proto: "reclog";
+  v: number;
+  /** Resume point: the journal's epoch and the next sequence number wanted. */
+  resume?: { epoch: string; next: number };
+  /** Start at the live tail. */
+  live?: boolean;
+}
+
+/** The greeting the server answers with. */
+export interface ServerHello {
+  proto: "reclog";
+  v: number;
+  epoch: string;
+  /** Oldest sequence number held. */
+  first: number;
+  /** Sequence number the next message will get. */
+  next: number;
+  /** Where this client's stream starts. */
+  start: number;
+  maxFrame: number;
+  keepAliveMs: number;
+}
+
+/** The body of a Lost frame. */
+export interface LostReport {
+  /** Messages lost (0 when unknown). */
+  count: number;
+  /** First and last lost sequence numbers (when known). */
+  from?: number;
+  to?: number;
+  /** Set when the client's resume point belongs to another journal. */
+  unknown?: boolean;
+  /** Time of the newest lost message, ms (when known). */
+  toTime?: number;
+  /** Why. */
+  reason: string;
+}
+
+/**
+ * The fan-out server.
+ *
+ * @example Serve a journal
+ * ```ts
+ * import { FanoutServer } from "./fanout_server.ts";
+ * import { Journal } from "./journal.ts";
+ * import { loadTlsMaterial } from "./tls_policy.ts";
+ * const material = await loadTlsMaterial({ cert: "s.pem", key: "s.key", ca: "ca.pem" });
+ * await using server = new FanoutServer(new Journal(), {
+ *   host: "0.0.0.0",
+ *   port: 6514,
+ *   material,
+ *   policy: { allowCn: [], allowFingerprint: [] },
+ * });
+ * const { port } = await server.listen();
+ * ```
+ */
+export class FanoutServer implements AsyncDisposable {
+  readonly #journal: Journal;
+  readonly #options: FanoutServerOptions;
+  #server: tls.Server | undefined;
+  readonly #sessions = new Set<ClientSession>();
+  #closed: Promise<void> | undefined;
+
+  constructor(journal: Journal, options: FanoutServerOptions) {
+    this.#journal = journal;
+    this.#options = options;
+  }
+
+  /** Clients currently streaming. */
+  get clients(): number {
+    return this.#sessions.size;
+  }
+
+  /** Binds; resolves with the real address once listening. */
+  listen(): Promise<{ host: string; port: number }> {
+    const options = this.#options;
+    const server = tls.createServer(serverTlsOptions(options.material));
+    this.#server = server;
+    server.on("secureConnection", (socket: TLSSocket) => this.#accept(socket));
+    server.on("tlsClientError", (error: Error, socket: TLSSocket) => {
+      log("serve").warn("client {address} refused: {reason}", {
+        address: remote(socket),
+        reason: tlsReason(error),
+      });
+      socket.destroy();
+    });
+    options.signal?.addEventListener("abort", () => this.close("server shutting down"), {
+      once: true,
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.host, () => {
+        server.off("error", reject);
+        server.on("error", (error) => log("serve").error("listener: {error}", { error }));
+        const address = server.address() as { address: string; port: number };
+        resolve({ host: address.address, port: address.port });
+      });
+    });
+  }
+
+  #accept(socket: TLSSocket): void {
+    const address = remote(socket);
+    const reason = checkPeer(socket, this.#options.policy);
+    if (reason) {
+      log("serve").warn("client {address} refused: {reason}", { address, reason });
+      socket.end(encodeControl(FrameType.Close, `refused: ${reason}`));
+      socket.destroySoon();
+      return;
+    }
+    const peer = peerIdentity(socket)!;
+    const session = new ClientSession(socket, this.#journal, this.#options, {
+      address,
+      name: peer.commonName,
+    });
+    this.#sessions.add(session);
+    session.done.then(() => this.#sessions.delete(session));
+  }
+
+  /** Says `reason` to every client, closes them and stops listening; safe to call twice. */
+  close(reason = "server shutting down"): Promise<void> {
+    this.#closed ??= (async () => {
+      const server = this.#server;
+      const stopped = server
+        ? new Promise<void>((resolve) => server.close(() => resolve()))
+        : Promise.resolve();
+      await Promise.all([...this.#sessions].map((session) => session.close(reason)));
+      await stopped;
+    })();
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function remote(socket: TLSSocket): string {
+  const host = socket.remoteAddress ?? (socket as unknown as { _parent?: TLSSocket })._parent
+    ?.remoteAddress;
+  const port = socket.remotePort ?? 0;
+  return host ? formatHostPort({ host, port }) : "unknown address";
+}
+
+function tlsReason(error: Error): string {
+  const message = error.message;
+  if (/no certificates|CertificateRequired/i.test(message)) return "no client certificate";
+  if (/UnknownIssuer|unknown ca|BadSignature/i.test(message)) {
+    return "client certificate not signed by --ca";
+  }
+  if (/Expired/i.test(message)) return "client certificate expired";
+  if (/protocol version|ProtocolVersion|wrong version/i.test(message)) {
+    return "TLS version below 1.3";
+  }
+  if (/timed? ?out|ETIMEDOUT/i.test(message)) return "TLS handshake timed out";
+  return message;
+}
+
+interface SessionPeer {
+  address: string;
+  name: string;
+}
+
+/** One verified client: greeting, then the journal through a cursor. */
+class ClientSession {
+  readonly done: Promise<void>;
+  readonly #socket: TLSSocket;
+  readonly #journal: Journal;
+  readonly #options: FanoutServerOptions;
+  readonly #peer: SessionPeer;
+  readonly #splitter: FrameSplitter;
+  #cursor: Cursor | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #lastSent = Date.now();
+  #lastReceived = Date.now();
+  #timer: ReturnType<typeof setInterval>;
+  #closing = false;
+  #resolveDone!: () => void;
+
+  constructor(
+    socket: TLSSocket,
+    journal: Journal,
+    options: FanoutServerOptions,
+    peer: SessionPeer,
+  ) {
+    this.#socket = socket;
+    this.#journal = journal;
+    this.#options = options;
+    this.#peer = peer;
+    this.#splitter = new FrameSplitter({ maxFrame: options.maxFrame ?? 65536 });
+    this.done = new Promise((resolve) => this.#resolveDone = resolve);
+    const keepAliveMs = options.keepAliveMs ?? 30_000;
+    this.#timer = setInterval(() => this.#tick(), Math.min(keepAliveMs, HANDSHAKE_TIMEOUT_MS));
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
+    socket.on("drain", () => this.#pump());
+    socket.on("error", (error: Error) => {
+      this.#finish(`connection error: ${error.message}`);
+      socket.destroy();
+    });
+    socket.on("close", () => {
+      this.#finish("connection closed by client");
+      this.#resolveDone();
+    });
+  }
+
+  #receive(chunk: Uint8Array): void {
+    this.#lastReceived = Date.now();
+    try {
+      const frame = new FrameReader(this.#splitter.push(chunk));
+      while (frame.next()) {
+        if (frame.type === FrameType.Hello) this.#hello(frame.json<ClientHello>());
+        else if (frame.type === FrameType.Close) this.close(`client closed: ${frame.text()}`);
+        else if (frame.type !== FrameType.KeepAlive) {
+          throw new ProtocolError(`unexpected frame type ${frame.type}`);
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.close(`protocol error: ${error.message}`);
+    }
+  }
+
+  #hello(hello: ClientHello): void {
+    if (this.#cursor) throw new ProtocolError("second greeting");
+    if (hello?.proto !== "reclog" || hello.v !== PROTOCOL_VERSION) {
+      throw new ProtocolError(`unsupported greeting (want proto reclog v${PROTOCOL_VERSION})`);
+    }
+    const journal = this.#journal;
+    let start = journal.nextSeq;
+    let lost: LostReport | undefined;
+    const resume = hello.resume;
+    if (resume && !hello.live) {
+      if (resume.epoch !== journal.epoch) {
+        start = journal.firstSeq;
+        lost = { count: 0, unknown: true, reason: "the server's journal was restarted" };
+      } else if (!Number.isSafeInteger(resume.next) || resume.next > journal.nextSeq) {
+        start = journal.firstSeq;
+        lost = { count: 0, unknown: true, reason: "resume point is ahead of the journal" };
+      } else {
+        start = resume.next; // the cursor reports what was dropped before it
+      }
+    }
+    const maxFrame = DEFAULT_MAX_FRAME;
+    const serverHello: ServerHello = {
+      proto: "reclog",
+      v: PROTOCOL_VERSION,
+      epoch: journal.epoch,
+      first: journal.firstSeq,
+      next: journal.nextSeq,
+      start,
+      maxFrame,
+      keepAliveMs: this.#options.keepAliveMs ?? 30_000,
+    };
+    this.#write(encodeControl(FrameType.Hello, serverHello));
+    if (lost) this.#write(encodeControl(FrameType.Lost, lost));
+    this.#cursor = journal.cursor(start);
+    log("serve").info("client {address} ({name}) connected, from seq {start} ({behind} behind)", {
+      address: this.#peer.address,
+      name: this.#peer.name,
+      start,
+      behind: journal.nextSeq - start,
+    });
+    this.#unsubscribe = journal.onAppend(() => this.#pump());
+    this.#pump();
+  }
+
+  #write(bytes: Uint8Array): void {
+    this.#lastSent = Date.now();
+    this.#socket.write(bytes);
+  }
+
+  #pump(): void {
+    const cursor = this.#cursor;
+    if (!cursor || this.#closing) return;
+    const highWater = this.#options.highWaterBytes ?? 1024 * 1024;
+    while (this.#socket.writableLength < highWater) {
+      const read = cursor.read();
+      if (!read) return;
+      if (read.kind === "lost") {
+        log("serve").warn(
+          "client {address} ({name}) fell behind: {count} messages lost ({from}..{to})",
+          { address: this.#peer.address, name: this.#peer.name, ...read },
+        );
+        const report: LostReport = {
+          count: read.count,
+          from: read.from,
+          to: read.to,
+          toTime: read.toTime,
+          reason: "client fell behind the journal's retention",
+        };
+        this.#write(encodeControl(FrameType.Lost, report));
+      } else {
+        this.#write(read.bytes);
+      }
+    }
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    if (!this.#cursor && now - this.#lastReceived > HANDSHAKE_TIMEOUT_MS) {
+      this.close("no greeting within 10 s");
+      return;
+    }
+    const idle = this.#options.idleTimeoutMs ?? 90_000;
+    if (now - this.#lastReceived > idle) {
+      this.#finish(`client silent for ${Math.round(idle / 1000)} s`);
+      this.#socket.destroy();
+      return;
+    }
+    if (this.#cursor && now - this.#lastSent >= (this.#options.keepAliveMs ?? 30_000)) {
+      this.#write(encodeControl(FrameType.KeepAlive));
+    }
+  }
+
+  /** Sends the closing reason and ends the connection; resolves once closed. */
+  close(reason: string): Promise<void> {
+    if (this.#finish(reason)) {
+      const socket = this.#socket;
+      socket.end(encodeControl(FrameType.Close, reason));
+      const timer = setTimeout(() => socket.destroy(), 2000);
+      this.done.finally(() => clearTimeout(timer));
+    }
+    return this.done;
+  }
+
+  /** Stops feeding and logs the end, once; false if it had already ended. */
+  #finish(reason: string): boolean {
+    if (this.#closing) return false;
+    this.#closing = true;
+    clearInterval(this.#timer);
+    this.#unsubscribe?.();
+    log("serve").info("client {address} ({name}) disconnected: {reason}", {
+      address: this.#peer.address,
+      name: this.#peer.name,
+      reason,
+    });
+    return true;
+  }
+}

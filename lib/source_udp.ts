@@ -1,0 +1,84 @@
+/**
+ * Syslog over UDP: one datagram, one message, bytes kept as they came.
+ * Datagrams are received into one reused buffer and handed on in place.
+ *
+ * @module
+ */
+
+import type { MessageCallback } from "./syslog_framing.ts";
+
+/** Options for {@linkcode UdpSource}. */
+export interface UdpSourceOptions {
+  /** Address to bind. */
+  host: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** Receives each datagram (valid only during the call). */
+  onMessage: MessageCallback;
+  /** Stops the source when aborted. */
+  signal?: AbortSignal;
+}
+
+const MAX_DATAGRAM = 65_535;
+
+/**
+ * A UDP syslog input.
+ *
+ * @example Receive datagrams
+ * ```ts
+ * import { UdpSource } from "./source_udp.ts";
+ * await using source = new UdpSource({
+ *   host: "127.0.0.1",
+ *   port: 0,
+ *   onMessage: (buf, start, end) => console.log(end - start, "bytes"),
+ * });
+ * const address = await source.listen();
+ * ```
+ */
+export class UdpSource implements AsyncDisposable {
+  readonly #options: UdpSourceOptions;
+  #conn: Deno.DatagramConn | undefined;
+  #loop: Promise<void> | undefined;
+  #closed = false;
+  /** Datagrams received. */
+  received = 0;
+
+  constructor(options: UdpSourceOptions) {
+    this.#options = options;
+  }
+
+  /** Binds and starts receiving; resolves with the bound address. */
+  listen(): Promise<Deno.NetAddr> {
+    const { host, port, signal } = this.#options;
+    this.#conn = Deno.listenDatagram({ transport: "udp", hostname: host, port });
+    signal?.addEventListener("abort", () => this.close(), { once: true });
+    this.#loop = this.#receive(this.#conn);
+    return Promise.resolve(this.#conn.addr as Deno.NetAddr);
+  }
+
+  async #receive(conn: Deno.DatagramConn): Promise<void> {
+    const buf = new Uint8Array(MAX_DATAGRAM);
+    const onMessage = this.#options.onMessage;
+    try {
+      while (true) {
+        const [data] = await conn.receive(buf);
+        this.received++;
+        onMessage(data, 0, data.length);
+      }
+    } catch (error) {
+      if (!this.#closed) throw error;
+    }
+  }
+
+  /** Stops receiving; safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#conn?.close();
+    await this.#loop;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
