@@ -200,7 +200,7 @@ async function runInit(args: string[]): Promise<number> {
   const result = await initCa({
     dir,
     serverName,
-    ipAddresses: (values.ip ?? []).flatMap((value) => value.split(",")),
+    ipAddresses: (values.ip ?? []).flatMap((value: string) => value.split(",")),
     days: values.days === undefined ? undefined : parseDays(values.days),
     force: values.force ?? false,
   });

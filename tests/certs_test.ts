@@ -282,7 +282,9 @@ Deno.test("certs: mistakes are one line on stderr and exit 2", async () => {
 
   assertUsageError(
     await runReclog(["certs", "client", "home", "--dir", pki]),
-    new RegExp(`Cannot read '${pki}/ca\\.key': file not found .*run 'reclog certs init`),
+    new RegExp(
+      `Cannot read '${RegExp.escape(pki)}/ca\\.key': file not found .*run 'reclog certs init`,
+    ),
   );
   assertUsageError(
     await runReclog(["certs", "init", "--dir", pki, "--server-name", "h", "--ip", "10.0.0.300"]),
