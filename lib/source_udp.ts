@@ -6,6 +6,8 @@
  */
 
 import type { MessageCallback } from "./syslog_framing.ts";
+import { log } from "./log.ts";
+import { enlargeReceiveBuffer } from "./socket_tuning.ts";
 
 /** Options for {@linkcode UdpSource}. */
 export interface UdpSourceOptions {
@@ -15,6 +17,12 @@ export interface UdpSourceOptions {
   port: number;
   /** Receives each datagram (valid only during the call). */
   onMessage: MessageCallback;
+  /**
+   * Kernel receive buffer to ask for (SO_RCVBUF), so bursts are not dropped;
+   * 0 leaves the system default.
+   * @default {8 MiB}
+   */
+  receiveBufferBytes?: number;
   /** Stops the source when aborted. */
   signal?: AbortSignal;
 }
@@ -51,9 +59,25 @@ export class UdpSource implements AsyncDisposable {
   listen(): Promise<Deno.NetAddr> {
     const { host, port, signal } = this.#options;
     this.#conn = Deno.listenDatagram({ transport: "udp", hostname: host, port });
+    const addr = this.#conn.addr as Deno.NetAddr;
+    const wanted = this.#options.receiveBufferBytes ?? 8 * 1024 * 1024;
+    if (wanted > 0) {
+      const result = enlargeReceiveBuffer(addr.port, wanted);
+      if ("error" in result) {
+        log("input").warn("UDP {port}: cannot enlarge the receive buffer: {error}", {
+          port: addr.port,
+          error: result.error,
+        });
+      } else {
+        log("input").debug("UDP {port}: receive buffer {bytes} bytes", {
+          port: addr.port,
+          bytes: result.granted,
+        });
+      }
+    }
     signal?.addEventListener("abort", () => this.close(), { once: true });
     this.#loop = this.#receive(this.#conn);
-    return Promise.resolve(this.#conn.addr as Deno.NetAddr);
+    return Promise.resolve(addr);
   }
 
   async #receive(conn: Deno.DatagramConn): Promise<void> {

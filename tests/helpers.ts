@@ -354,7 +354,7 @@ export async function startRsyslog(options: RsyslogOptions): Promise<Running> {
   await Deno.mkdir(`${options.dir}/work`, { recursive: true });
   await Deno.writeTextFile(
     conf,
-    `global(workDirectory="${options.dir}/work" maxMessageSize="64k")\n${options.rules}\n`,
+    `global(workDirectory="${options.dir}/work" maxMessageSize="64k"\n  parser.escapeControlCharactersOnReceive="off")\n${options.rules}\n`,
   );
   const running = startProgram("rsyslogd", [
     "-n",
