@@ -313,9 +313,14 @@ function unmapIpv4(host: string): string {
 }
 
 function addressOf(socket: net.Socket): string {
-  const host = socket.remoteAddress;
+  // A TLS socket that failed its handshake only knows its address through
+  // the TCP socket under it.
+  const tcp = socket.remoteAddress === undefined
+    ? (socket as { _parent?: net.Socket })._parent
+    : socket;
+  const host = tcp?.remoteAddress;
   if (host === undefined) return "unknown address";
-  return formatHostPort({ host: unmapIpv4(host), port: socket.remotePort ?? 0 });
+  return formatHostPort({ host: unmapIpv4(host), port: tcp!.remotePort ?? 0 });
 }
 
 const USAGE = `Usage: reclog listen --port PORT --file FILE [flags]
