@@ -171,7 +171,7 @@ export class FanoutServer implements AsyncDisposable {
 
   #accept(socket: TLSSocket): void {
     const address = remote(socket);
-    const reason = checkPeer(socket, this.#options.policy);
+    const reason = checkPeer(socket, this.#options.policy, this.#options.material.authorities);
     if (reason) {
       log("serve").warn("client {address} refused: {reason}", { address, reason });
       socket.end(encodeControl(FrameType.Close, `refused: ${reason}`));
@@ -206,9 +206,10 @@ export class FanoutServer implements AsyncDisposable {
 }
 
 function remote(socket: TLSSocket): string {
-  const host = socket.remoteAddress ?? (socket as unknown as { _parent?: TLSSocket })._parent
-    ?.remoteAddress;
-  const port = socket.remotePort ?? 0;
+  // Deno's node:tls keeps the address on the wrapped TCP socket.
+  const parent = (socket as unknown as { _parent?: TLSSocket })._parent;
+  const host = socket.remoteAddress ?? parent?.remoteAddress;
+  const port = socket.remotePort ?? parent?.remotePort ?? 0;
   return host ? formatHostPort({ host, port }) : "unknown address";
 }
 
@@ -219,7 +220,7 @@ function tlsReason(error: Error): string {
     return "client certificate not signed by --ca";
   }
   if (/Expired/i.test(message)) return "client certificate expired";
-  if (/protocol version|ProtocolVersion|wrong version/i.test(message)) {
+  if (/protocol version|ProtocolVersion|wrong version|SupportedVersions/i.test(message)) {
     return "TLS version below 1.3";
   }
   if (/timed? ?out|ETIMEDOUT/i.test(message)) return "TLS handshake timed out";

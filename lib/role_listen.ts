@@ -71,6 +71,14 @@ export interface LineListenerOptions {
    */
   peer?: boolean;
   /**
+   * On close, how long connected senders get to finish: the listener
+   * half-closes each connection (a `reclog send` then stops and reconnects
+   * later) and keeps reading what was already sent until the sender closes
+   * or this time passes.
+   * @default {1000}
+   */
+  closeGraceMs?: number;
+  /**
    * Closes the listener when aborted.
    * @default {undefined}
    */
@@ -111,6 +119,7 @@ export class LineListener implements AsyncDisposable {
   #address: HostPort | undefined;
   #closing: Promise<void> | undefined;
   #waitingForRoom = false;
+  #onIdle: (() => void) | undefined;
   #onAbort = () => void this.close();
 
   /** Creates a listener writing to `sink`; call {@linkcode LineListener.listen} to start. */
@@ -178,7 +187,8 @@ export class LineListener implements AsyncDisposable {
   }
 
   /**
-   * Stops accepting, hands the partial lines of connected senders to the
+   * Stops accepting, gives connected senders `closeGraceMs` to finish (what
+   * they already sent is still written), hands their partial lines to the
    * sink (with a newline) and disconnects them. Safe to call twice.
    */
   close(): Promise<void> {
@@ -192,6 +202,24 @@ export class LineListener implements AsyncDisposable {
         this.#udp?.close();
       } catch {
         // already closed
+      }
+      if (this.#connections.size > 0) {
+        for (const { socket } of this.#connections) socket.end();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        let expired = false;
+        try {
+          await new Promise<void>((resolve) => {
+            timer = setTimeout(() => {
+              expired = true;
+              resolve();
+            }, this.#options.closeGraceMs ?? 1_000);
+            this.#onIdle = resolve;
+          });
+        } finally {
+          clearTimeout(timer);
+          this.#onIdle = undefined;
+        }
+        if (expired) logger.debug("senders still connected after the grace time");
       }
       for (const connection of [...this.#connections]) this.#finish(connection, "listener closing");
       await stopped;
@@ -252,6 +280,7 @@ export class LineListener implements AsyncDisposable {
     if (rest.length > 0) this.#deliver(connection, rest);
     this.#paused.delete(connection.socket);
     connection.socket.destroy();
+    if (this.#connections.size === 0) this.#onIdle?.();
     logger.info(`sender {peer} ${why} after {lines} lines`, {
       peer: connection.peer,
       lines: connection.lines,

@@ -116,6 +116,7 @@ export async function run(args: string[]): Promise<number> {
     journal.append(SYSLOG_STREAM, buf, start, end);
 
   await using stack = new AsyncDisposableStack();
+  const bound: string[] = [];
   for (const input of inputs) {
     const source: UdpSource | TcpSource = stack.use(
       input.kind === "udp"
@@ -123,17 +124,20 @@ export async function run(args: string[]): Promise<number> {
         : new TcpSource({ host: input.host, port: input.port, onMessage, maxLength: maxMessage }),
     );
     const address: Deno.NetAddr = await bind(() => source.listen(), "--syslog-in", input.value);
-    log("serve").info("syslog-in {kind} listening on {address}", {
-      kind: input.kind,
-      address: formatHostPort({ host: address.hostname, port: address.port }),
-    });
+    bound.push(
+      `syslog-in ${input.kind} listening on ${
+        formatHostPort({ host: address.hostname, port: address.port })
+      }`,
+    );
   }
   const server = stack.use(
     new FanoutServer(journal, { host: listen.host, port: listen.port, material, policy }),
   );
-  const bound = await bind(() => server.listen(), "--listen", values.listen);
+  const address = await bind(() => server.listen(), "--listen", values.listen);
+  // Everything is bound: only now say so, so a failure above prints one line.
+  for (const line of bound) log("serve").info(line);
   log("serve").info("mTLS listening on {address} (journal {epoch}, {bytes} bytes)", {
-    address: formatHostPort(bound),
+    address: formatHostPort(address),
     epoch: journal.epoch,
     bytes: maxBytes,
   });

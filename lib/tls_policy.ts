@@ -31,6 +31,8 @@ export interface TlsMaterial {
   ca: string;
   /** End of the certificate's validity. */
   notAfter: Date;
+  /** The CA certificates of the bundle, parsed. */
+  authorities: X509Certificate[];
   /** The paths it came from. */
   files: TlsFiles;
 }
@@ -80,7 +82,9 @@ export async function loadTlsMaterial(files: TlsFiles): Promise<TlsMaterial> {
   }
   if (!authorities.some((authority) => signedBy(certificate, authority))) {
     throw new ConfigError(
-      `--cert '${files.cert}' is not signed by --ca '${files.ca}' (issuer: ${certificate.issuer})`,
+      `--cert '${files.cert}' is not signed by --ca '${files.ca}' (issuer: ${
+        certificate.issuer.replaceAll("\n", ",")
+      })`,
     );
   }
   const notAfter = new Date(certificate.validTo);
@@ -89,7 +93,7 @@ export async function loadTlsMaterial(files: TlsFiles): Promise<TlsMaterial> {
       `--cert '${files.cert}' expired on ${notAfter.toISOString().slice(0, 10)}`,
     );
   }
-  return { cert, key, ca, notAfter, files };
+  return { cert, key, ca, notAfter, authorities, files };
 }
 
 function parseCertificate(pem: string, flag: string, path: string): X509Certificate {
@@ -114,8 +118,14 @@ function signedBy(certificate: X509Certificate, authority: X509Certificate): boo
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
- * `node:tls` server options: TLS 1.3 only, a client certificate required and
- * verified against the CA bundle.
+ * `node:tls` server options: TLS 1.3 only, a client certificate requested
+ * and verified against the CA bundle.
+ *
+ * `rejectUnauthorized` is off on purpose: Deno's node:tls reports a refused
+ * certificate only as "socket hang up", so the server lets the handshake
+ * finish, then {@linkcode checkPeer} refuses any client that is not
+ * `authorized` (chain, validity) before a single byte of log data, with a
+ * precise reason for the log and for the client.
  *
  * @example Create a server
  * ```ts
@@ -131,7 +141,7 @@ export function serverTlsOptions(material: TlsMaterial): import("node:tls").TlsO
     key: material.key,
     ca: material.ca,
     requestCert: true,
-    rejectUnauthorized: true,
+    rejectUnauthorized: false,
     minVersion: "TLSv1.3",
     handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
   };
@@ -315,10 +325,12 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
  * if (reason) socket.destroy();
  * ```
  */
-export function checkPeer(socket: TLSSocket, policy: PeerPolicy): string | undefined {
-  if (!socket.authorized) {
-    return `certificate not verified (${String(socket.authorizationError ?? "unknown")})`;
-  }
+export function checkPeer(
+  socket: TLSSocket,
+  policy: PeerPolicy,
+  authorities: X509Certificate[] = [],
+): string | undefined {
+  if (!socket.authorized) return diagnose(socket, authorities);
   const peer = peerIdentity(socket);
   if (!peer) return "no client certificate";
   if (policy.issuer) {
@@ -332,6 +344,29 @@ export function checkPeer(socket: TLSSocket, policy: PeerPolicy): string | undef
     return `fingerprint ${peer.fingerprint} is not in --allow-fingerprint`;
   }
   return undefined;
+}
+
+/** Why a client certificate did not verify, in words. */
+function diagnose(socket: TLSSocket, authorities: X509Certificate[]): string {
+  const peer = socket.getPeerCertificate();
+  if (!peer?.raw) return "no client certificate";
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(peer.raw);
+  } catch {
+    return "unreadable client certificate";
+  }
+  if (!authorities.some((authority) => signedBy(certificate, authority))) {
+    return "client certificate not signed by --ca";
+  }
+  const now = Date.now();
+  if (new Date(certificate.validTo).getTime() < now) {
+    return `client certificate expired on ${new Date(certificate.validTo).toISOString()}`;
+  }
+  if (new Date(certificate.validFrom).getTime() > now) {
+    return "client certificate not valid yet";
+  }
+  return `client certificate rejected (${String(socket.authorizationError ?? "unknown")})`;
 }
 
 function sameDn(wanted: DistinguishedName, actual: Record<string, string | string[]>): boolean {
