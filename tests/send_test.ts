@@ -84,6 +84,40 @@ Deno.test("send -- COMMAND: stdout and stderr lines whole, the command's exit co
   assert.equal((await listen.wait()).code, 0);
 });
 
+Deno.test("send: the listener restarts mid-stream; lines arrive once, in order", async () => {
+  await using dir = await tempDir();
+  const file = `${dir.path}/out.log`;
+  const port = freePort();
+  const listenArgs = ["listen", "--port", String(port), "--file", file];
+  let listen = startReclog(listenArgs);
+  try {
+    await listen.waitForStderr(LISTENING);
+    const script = `i=0; while [ $i -lt 4000 ]; do echo "line $i"; i=$((i+1)); ` +
+      `[ $((i % 200)) -eq 0 ] && sleep 0.1; done; exit 0`;
+    await using send = startReclogWithRun(["send", `127.0.0.1:${port}`, "--", "sh", "-c", script]);
+    for (const after of [1000, 2500]) {
+      await waitFor(async () => (await lineCount(file)) >= after, {
+        what: () => `${after} lines; send stderr:\n${send.stderr}`,
+      });
+      listen.kill("SIGTERM");
+      assert.equal((await listen.wait()).code, 0, listen.stderr);
+      await listen[Symbol.asyncDispose]();
+      listen = startReclog(listenArgs);
+      await listen.waitForStderr(LISTENING);
+    }
+    const status = await send.wait(30_000);
+    assert.equal(status.code, 0, send.stderr);
+    assert.match(send.stderr, /connection to 127\.0\.0\.1:\d+ lost/);
+    await waitFor(async () => (await lineCount(file)) >= 4000, { what: "4000 lines" });
+    listen.kill("SIGTERM");
+    assert.equal((await listen.wait()).code, 0);
+    const got = (await readOrEmpty(file)).split("\n").slice(0, -1);
+    assert.deepEqual(got, Array.from({ length: 4000 }, (_, i) => `line ${i}`));
+  } finally {
+    await listen[Symbol.asyncDispose]();
+  }
+});
+
 Deno.test("send: a full buffer while the endpoint is away drops lines, says so, exits 1", async () => {
   const port = freePort();
   const result = await runReclog(
