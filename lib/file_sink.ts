@@ -45,6 +45,7 @@ export interface FileSinkOptions {
  * ```
  */
 export class FileSinkError extends Error {
+  /** Always `"FileSinkError"`. */
   override name = "FileSinkError";
   /** The file that could not be written. */
   readonly path: string;
@@ -210,6 +211,7 @@ export class FileSink implements AsyncDisposable {
     return this.#closing;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

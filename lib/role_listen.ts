@@ -31,6 +31,9 @@ import {
 } from "./tls_policy.ts";
 
 const encoder = new TextEncoder();
+export type { HostPort } from "./cli.ts";
+export type { TlsFiles, TlsMaterial } from "./tls_policy.ts";
+
 const logger = log("listen");
 
 /** Options for {@linkcode LineListener}. */
@@ -228,6 +231,7 @@ export class LineListener implements AsyncDisposable {
     return this.#closing;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -25,6 +25,9 @@ import { log } from "./log.ts";
 import { parseTlsFlags } from "./role_listen.ts";
 import { clientTlsOptions, loadTlsMaterial, type TlsMaterial } from "./tls_policy.ts";
 
+export type { HostPort } from "./cli.ts";
+export type { TlsFiles, TlsMaterial } from "./tls_policy.ts";
+
 const logger = log("send");
 
 /** Bytes gathered into one socket write. */
@@ -233,6 +236,7 @@ export class LineSender implements AsyncDisposable {
     return this.#closing;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
