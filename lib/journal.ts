@@ -6,22 +6,27 @@
  *
  * Because segments hold finished frames, sending to a client is a slice of a
  * segment handed to the socket: no per-client copy, no per-message work.
+ * With a spool, segments are also appended to files (once per event-loop
+ * turn) and older ones are read back from disk when a client needs them.
  *
  * @module
  */
 
 import { encodeMessage, messageFrameSize } from "./frame.ts";
+import { log } from "./log.ts";
+import { Spool } from "./spool.ts";
 
 /** Options for {@linkcode Journal}. */
 export interface JournalOptions {
   /**
-   * Bytes of messages kept; the oldest segments are dropped beyond it.
+   * Bytes of messages kept in memory; beyond it the oldest segments are
+   * dropped (or, with a spool, kept on disk only).
    * @default {64 MiB}
    */
   maxBytes?: number;
   /**
    * Size of one segment (the unit of eviction and of a client write).
-   * @default {min(1 MiB, maxBytes / 4)}
+   * @default {min(1 MiB, maxBytes / 4), at least 64 KiB}
    */
   segmentBytes?: number;
   /**
@@ -36,7 +41,18 @@ export interface JournalOptions {
   firstSeq?: number;
 }
 
-/** A run of frames in one buffer. */
+/** Options for {@linkcode Journal.open}. */
+export interface JournalOpenOptions extends JournalOptions {
+  /** Keep segments in this directory, so a restart continues the journal. */
+  spoolDir?: string;
+  /**
+   * Bytes of segments kept on disk with a spool.
+   * @default {1 GiB}
+   */
+  spoolBytes?: number;
+}
+
+/** A run of frames with consecutive sequence numbers. */
 export class Segment {
   /** Sequence number of the first frame. */
   readonly firstSeq: number;
@@ -44,16 +60,19 @@ export class Segment {
   count = 0;
   /** Bytes written so far. */
   length = 0;
+  /** Bytes already appended to the spool. */
+  flushed = 0;
   /** Set once the journal dropped this segment. */
   evicted = false;
   /** Time of the first and last message, ms. */
   firstTime = 0;
   lastTime = 0;
-  readonly buf: Uint8Array;
+  /** The frames while held in memory (a spooled segment may be on disk only). */
+  buf: Uint8Array | undefined;
 
   constructor(firstSeq: number, capacity: number) {
     this.firstSeq = firstSeq;
-    this.buf = new Uint8Array(capacity);
+    this.buf = capacity > 0 ? new Uint8Array(capacity) : undefined;
   }
 
   /** Sequence number after the last frame. */
@@ -65,10 +84,10 @@ export class Segment {
 /** What a cursor read: frames to send, or news of a gap first. */
 export type CursorRead =
   | { kind: "frames"; bytes: Uint8Array; firstSeq: number; endSeq: number }
-  | { kind: "lost"; from: number; to: number; count: number; fromTime: number; toTime: number };
+  | { kind: "lost"; from: number; to: number; count: number; toTime: number };
 
 /**
- * An in-memory journal of encoded message frames.
+ * A journal of encoded message frames, in memory and optionally spooled.
  *
  * @example Append and read back
  * ```ts
@@ -80,12 +99,16 @@ export type CursorRead =
  * console.log(cursor.read());
  * ```
  */
-export class Journal {
+export class Journal implements Disposable {
   readonly epoch: string;
   readonly maxBytes: number;
   readonly segmentBytes: number;
   readonly #segments: Segment[] = [];
+  /** Bytes of segment buffers in memory. */
   #bytes = 0;
+  #spool: Spool | undefined;
+  #spoolBytes = Infinity;
+  #diskBytes = 0;
   #nextSeq: number;
   #evictedCount = 0;
   #lastEvictedTime = 0;
@@ -100,6 +123,39 @@ export class Journal {
     this.#nextSeq = options.firstSeq ?? 1;
   }
 
+  /**
+   * Makes a journal; with `spoolDir`, continues the one kept there (same
+   * epoch, next sequence number), after cutting a torn last record.
+   */
+  static async open(options: JournalOpenOptions = {}): Promise<Journal> {
+    if (!options.spoolDir) return new Journal(options);
+    const { spool, contents } = await Spool.open(options.spoolDir);
+    const last = contents.segments[contents.segments.length - 1];
+    const journal = new Journal({
+      ...options,
+      epoch: contents.epoch,
+      firstSeq: last ? last.firstSeq + last.count : 1,
+    });
+    journal.#spool = spool;
+    journal.#spoolBytes = options.spoolBytes ?? 1024 ** 3;
+    for (const spooled of contents.segments) {
+      const segment = new Segment(spooled.firstSeq, 0);
+      segment.count = spooled.count;
+      segment.length = segment.flushed = spooled.length;
+      segment.firstTime = spooled.firstTime;
+      segment.lastTime = spooled.lastTime;
+      journal.#segments.push(segment);
+      journal.#diskBytes += spooled.length;
+    }
+    log("spool").info("journal {epoch}: next seq {next}, {count} messages held in {dir}", {
+      epoch: contents.epoch,
+      next: journal.nextSeq,
+      count: journal.nextSeq - journal.firstSeq,
+      dir: options.spoolDir,
+    });
+    return journal;
+  }
+
   /** Sequence number of the oldest message held (equals nextSeq when empty). */
   get firstSeq(): number {
     return this.#segments[0]?.firstSeq ?? this.#nextSeq;
@@ -110,14 +166,24 @@ export class Journal {
     return this.#nextSeq;
   }
 
-  /** Bytes of segment buffers held. */
+  /** Bytes of segment buffers held in memory. */
   get bytes(): number {
     return this.#bytes;
+  }
+
+  /** Bytes of segments on disk (0 without a spool). */
+  get diskBytes(): number {
+    return this.#diskBytes;
   }
 
   /** Messages dropped from the front so far. */
   get evictedCount(): number {
     return this.#evictedCount;
+  }
+
+  /** Time of the newest dropped message, ms (for loss reports). */
+  get lastEvictedTime(): number {
+    return this.#lastEvictedTime;
   }
 
   /**
@@ -133,14 +199,15 @@ export class Journal {
   ): number {
     const size = messageFrameSize(stream.length, end - start);
     let segment = this.#segments[this.#segments.length - 1];
-    if (!segment || segment.length + size > segment.buf.length) {
+    if (!segment?.buf || segment.length + size > segment.buf.length) {
+      if (segment) this.#seal(segment);
       segment = new Segment(this.#nextSeq, Math.max(this.segmentBytes, size));
       this.#segments.push(segment);
-      this.#bytes += segment.buf.length;
+      this.#bytes += segment.buf!.length;
       this.#evict();
     }
     const seq = this.#nextSeq++;
-    segment.length += encodeMessage(segment.buf, segment.length, {
+    segment.length += encodeMessage(segment.buf!, segment.length, {
       seq,
       time,
       stream,
@@ -154,21 +221,58 @@ export class Journal {
     return seq;
   }
 
-  #evict(): void {
-    while (this.#bytes > this.maxBytes && this.#segments.length > 1) {
-      const old = this.#segments.shift()!;
-      old.evicted = true;
-      this.#bytes -= old.buf.length;
-      this.#evictedCount += old.count;
-      this.#lastEvictedTime = old.lastTime;
+  /** Appends to the spool what the newest segment has not written yet. */
+  flush(): void {
+    const segment = this.#segments[this.#segments.length - 1];
+    if (this.#spool && segment?.buf && segment.flushed < segment.length) {
+      this.#spool.append(segment.firstSeq, segment.buf.subarray(segment.flushed, segment.length));
+      this.#diskBytes += segment.length - segment.flushed;
+      segment.flushed = segment.length;
     }
   }
 
+  #seal(segment: Segment): void {
+    if (!this.#spool) return;
+    this.flush();
+    this.#spool.seal(segment.firstSeq);
+  }
+
+  #evict(): void {
+    const segments = this.#segments;
+    if (this.#spool) {
+      // Memory: let go of the oldest buffers; those segments stay on disk.
+      for (let i = 0; this.#bytes > this.maxBytes && i < segments.length - 1; i++) {
+        const segment = segments[i]!;
+        if (segment.buf) {
+          this.#bytes -= segment.buf.length;
+          segment.buf = undefined;
+        }
+      }
+      while (this.#diskBytes > this.#spoolBytes && segments.length > 1) {
+        const old = segments.shift()!;
+        this.#spool.remove(old.firstSeq);
+        this.#diskBytes -= old.length;
+        this.#drop(old);
+      }
+      return;
+    }
+    while (this.#bytes > this.maxBytes && segments.length > 1) this.#drop(segments.shift()!);
+  }
+
+  #drop(old: Segment): void {
+    if (old.buf) this.#bytes -= old.buf.length;
+    old.buf = undefined;
+    old.evicted = true;
+    this.#evictedCount += old.count;
+    this.#lastEvictedTime = old.lastTime;
+  }
+
   #schedule(): void {
-    if (this.#notifyScheduled || this.#listeners.size === 0) return;
+    if (this.#notifyScheduled) return;
     this.#notifyScheduled = true;
     queueMicrotask(() => {
       this.#notifyScheduled = false;
+      this.flush();
       for (const listener of this.#listeners) listener();
     });
   }
@@ -187,7 +291,7 @@ export class Journal {
     return new Cursor(this, seq);
   }
 
-  /** @internal The segment holding `seq`, or undefined if it is not held. */
+  /** @internal The segment holding `seq` (the newest if `seq` is at the end). */
   segmentFor(seq: number): Segment | undefined {
     const segments = this.#segments;
     let lo = 0;
@@ -205,9 +309,24 @@ export class Journal {
     return found;
   }
 
-  /** @internal Time of the newest dropped message (for loss reports). */
-  get lastEvictedTime(): number {
-    return this.#lastEvictedTime;
+  /** @internal The frames of a segment, from memory or read from the spool. */
+  frames(segment: Segment): Uint8Array | undefined {
+    if (segment.buf) return segment.buf;
+    if (segment.evicted || !this.#spool) return undefined;
+    return this.#spool.read(segment.firstSeq).subarray(0, segment.length);
+  }
+
+  /** Writes the spool through to stable storage and closes it; safe to call twice. */
+  close(): void {
+    if (!this.#spool) return;
+    this.flush();
+    this.#spool.sync();
+    this.#spool.close();
+    this.#spool = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 
@@ -250,26 +369,22 @@ export class Cursor {
       const to = journal.firstSeq - 1;
       this.seq = journal.firstSeq;
       this.#segment = undefined;
-      return {
-        kind: "lost",
-        from,
-        to,
-        count: to - from + 1,
-        fromTime: 0,
-        toTime: journal.lastEvictedTime,
-      };
+      return { kind: "lost", from, to, count: to - from + 1, toTime: journal.lastEvictedTime };
     }
     let segment = this.#segment;
     if (
-      !segment || segment.evicted || this.seq >= segment.endSeq && segment.length === this.#offset
+      !segment || segment.evicted || this.#offset >= segment.length && this.seq >= segment.endSeq
     ) {
       segment = journal.segmentFor(this.seq);
       if (!segment) return undefined;
       this.#segment = segment;
-      this.#offset = offsetOf(segment, this.seq);
+      this.#offset = -1;
     }
-    if (this.#offset >= segment.length) return undefined;
-    const bytes = segment.buf.subarray(this.#offset, segment.length);
+    if (this.seq >= segment.endSeq) return undefined;
+    const buf = journal.frames(segment);
+    if (!buf) return undefined;
+    if (this.#offset < 0) this.#offset = offsetOf(buf, segment, this.seq);
+    const bytes = buf.subarray(this.#offset, segment.length);
     const firstSeq = this.seq;
     this.#offset = segment.length;
     this.seq = segment.endSeq;
@@ -277,10 +392,8 @@ export class Cursor {
   }
 }
 
-function offsetOf(segment: Segment, seq: number): number {
-  if (seq === segment.firstSeq) return 0;
-  if (seq >= segment.endSeq) return segment.length;
-  const view = new DataView(segment.buf.buffer, segment.buf.byteOffset, segment.length);
+function offsetOf(buf: Uint8Array, segment: Segment, seq: number): number {
+  const view = new DataView(buf.buffer, buf.byteOffset, segment.length);
   let offset = 0;
   for (let n = seq - segment.firstSeq; n > 0; n--) offset += 4 + view.getUint32(offset);
   return offset;

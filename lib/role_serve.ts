@@ -41,9 +41,13 @@ Which clients are accepted (beyond chaining to --ca):
   --allow-cn NAME           allowed subject common name, repeatable
   --allow-fingerprint HEX   allowed SHA-256 certificate fingerprint, repeatable
 
-Journal:
+Journal (every message gets a sequence number; clients resume from theirs):
   --journal-bytes SIZE      messages kept in memory for clients that are away
                             or slow, e.g. 64MiB                [64MiB]
+  --spool DIR               also keep the journal in segment files in DIR, so a
+                            restart of serve continues it (same epoch, next
+                            sequence number) and nothing accepted is lost
+  --spool-bytes SIZE        bytes of segment files kept in DIR [1GiB]
   --max-message SIZE        longest syslog message over TCP; longer ones are
                             cut and counted                    [64KiB]
 
@@ -61,6 +65,8 @@ const OPTIONS = {
   "allow-cn": { type: "string", multiple: true },
   "allow-fingerprint": { type: "string", multiple: true },
   "journal-bytes": { type: "string", default: "64MiB" },
+  spool: { type: "string" },
+  "spool-bytes": { type: "string", default: "1GiB" },
   "max-message": { type: "string", default: "64KiB" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -103,6 +109,7 @@ export async function run(args: string[]): Promise<number> {
     ),
   };
   const maxBytes = parseBytes(values["journal-bytes"], "--journal-bytes");
+  const spoolBytes = parseBytes(values["spool-bytes"], "--spool-bytes");
   const maxMessage = parseBytes(values["max-message"], "--max-message");
   if (maxMessage > 512 * 1024) {
     throw new ConfigError(`--max-message '${values["max-message"]}': at most 512KiB`);
@@ -111,7 +118,16 @@ export async function run(args: string[]): Promise<number> {
 
   using shutdown = shutdownSignal();
   const signal = shutdown.signal;
-  const journal = new Journal({ maxBytes });
+  let journal: Journal;
+  try {
+    journal = await Journal.open({ maxBytes, spoolDir: values.spool, spoolBytes });
+  } catch (error) {
+    if (values.spool && error instanceof Error && error.message.includes("--spool")) {
+      throw new ConfigError(error.message);
+    }
+    throw error;
+  }
+  using _journal = journal;
   const onMessage = (buf: Uint8Array, start: number, end: number) =>
     journal.append(SYSLOG_STREAM, buf, start, end);
 
