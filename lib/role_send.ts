@@ -36,6 +36,8 @@ const BATCH_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT = 256 * 1024;
 /** Time allowed for a TCP connect (and TLS handshake). */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** After a TLS handshake, time to wait for the server to refuse our certificate. */
+const TLS_PROBATION_MS = 500;
 /** Time the endpoint gets to close its side after our last line. */
 const CLOSE_WAIT_MS = 2_000;
 
@@ -339,7 +341,57 @@ export class LineSender implements AsyncDisposable {
     }
   }
 
-  #connect(): Promise<net.Socket> {
+  async #connect(): Promise<net.Socket> {
+    const socket = await this.#open();
+    if (this.#tls) await this.#probation(socket as tls.TLSSocket);
+    return socket;
+  }
+
+  /**
+   * With TLS 1.3 the client's handshake is done before the server has
+   * checked the client certificate, so a refused sender would write lines
+   * into a connection about to be closed. Wait TLS_PROBATION_MS for the
+   * server to close it (the session ticket is no sign of acceptance: a
+   * server sends it before its own checks of the certificate).
+   */
+  async #probation(socket: tls.TLSSocket): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onGone: (() => void) | undefined;
+    let onError: ((error: Error) => void) | undefined;
+    let onAbort: (() => void) | undefined;
+    const stop = this.#stop.signal;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        timer = setTimeout(resolve, TLS_PROBATION_MS);
+        onAbort = resolve;
+        stop.addEventListener("abort", onAbort, { once: true });
+        onError = (error) => reject(error);
+        onGone = () =>
+          reject(
+            new Error(
+              "the endpoint closed the connection after the TLS handshake (does it accept our --cert?)",
+            ),
+          );
+        socket.once("error", onError);
+        socket.once("end", onGone);
+        socket.once("close", onGone);
+        socket.resume();
+      });
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) stop.removeEventListener("abort", onAbort);
+      if (onError) socket.off("error", onError);
+      if (onGone) {
+        socket.off("end", onGone);
+        socket.off("close", onGone);
+      }
+    }
+  }
+
+  #open(): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const { host, port } = this.#endpoint;
       const socket = this.#tls
@@ -391,6 +443,9 @@ export class LineSender implements AsyncDisposable {
       closed = true;
       this.#wake();
     });
+    // Events that came before these handlers were attached.
+    if (socket.destroyed) closed = true;
+    if (socket.readableEnded || !socket.writable) remoteEnded = true;
     this.#connected = true;
     this.#wake();
     const stop = this.#stop.signal;
@@ -408,7 +463,9 @@ export class LineSender implements AsyncDisposable {
           await this.#changed();
           continue;
         }
-        this.#writeBatch(socket);
+        this.#writeBatch(socket, (error) => {
+          failure ??= errorMessage(error);
+        });
       }
       // Let the writes already handed over settle before deciding what to resend.
       await this.#settle(() => closed || this.#inFlight.length === 0, 1_000);
@@ -421,7 +478,7 @@ export class LineSender implements AsyncDisposable {
     }
   }
 
-  #writeBatch(socket: net.Socket): void {
+  #writeBatch(socket: net.Socket, onError: (error: Error) => void): void {
     const lines: Uint8Array[] = [];
     let bytes = 0;
     while (this.#head < this.#queue.length) {
@@ -444,7 +501,11 @@ export class LineSender implements AsyncDisposable {
     this.#inFlight.push(entry);
     this.#inFlightBytes += bytes;
     socket.write(buffer, (error) => {
-      if (error) return; // resent after the connection closes
+      if (error) {
+        onError(error); // the lines are sent again on the next connection
+        this.#wake();
+        return;
+      }
       const index = this.#inFlight.indexOf(entry);
       if (index === -1) return;
       this.#inFlight.splice(index, 1);

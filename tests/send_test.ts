@@ -10,7 +10,9 @@ import {
   startReclog,
   tempDir,
   waitFor,
+  writeIssued,
 } from "./helpers.ts";
+import { createCa, issueCertificate } from "../lib/pki.ts";
 
 const LISTENING = /listening on \S*:(\d+)/;
 
@@ -186,9 +188,36 @@ Deno.test("send: mutual TLS to listen; a sender without a certificate is refused
     what: () => `two refusals; stderr:\n${listen.stderr}`,
   });
 
+  // reclog send with a certificate from another CA (its own --ca trusts both): the
+  // listener refuses it after the handshake, and send counts its lines as not delivered.
+  const other = await createCa({ subject: "CN=other CA" });
+  const mallory = await writeIssued(
+    dir.path,
+    "mallory",
+    await issueCertificate(other, { kind: "client", commonName: "mallory" }),
+  );
+  const bundle = `${dir.path}/both-cas.pem`;
+  await Deno.writeTextFile(bundle, (await Deno.readTextFile(certs.ca)) + other.certPem);
+  const refused = await runReclog([
+    "send",
+    `127.0.0.1:${port}`,
+    "--cert",
+    mallory.cert,
+    "--key",
+    mallory.key,
+    "--ca",
+    bundle,
+    "--linger",
+    "2",
+  ], { stdin: "mallory one\nmallory two\n" });
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /does it accept our --cert/);
+  assert.match(refused.stderr, /2 lines not delivered/);
+
   listen.kill("SIGTERM");
   assert.equal((await listen.wait()).code, 0);
   const text = await readOrEmpty(file);
+  assert.ok(!text.includes("mallory"), "the refused sender's lines were written");
   assert.ok(!text.includes("sneaky"), "openssl's line was written");
   assert.ok(!text.includes("plain line"), "the plain sender's line was written");
   assert.equal(await lineCount(file), lines.length);
