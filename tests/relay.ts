@@ -110,3 +110,40 @@ export async function sendUdp(port: number, messages: Array<string | Uint8Array>
     socket.close();
   }
 }
+
+/**
+ * Sends syslog messages over one TCP connection with octet counting, as
+ * rsyslog's omfwd does; resolves once all bytes are written.
+ */
+export async function sendTcp(port: number, messages: string[]): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const encoder = new TextEncoder();
+    const batch = 1000;
+    for (let i = 0; i < messages.length; i += batch) {
+      const text = messages.slice(i, i + batch).map((m) => `${encoder.encode(m).length} ${m}`)
+        .join("");
+      const bytes = encoder.encode(text);
+      let offset = 0;
+      while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+/** Numbered test messages `<14>test m<i> ...`, with `tag` and padding. */
+export function numbered(tag: string, from: number, count: number, pad = 0): string[] {
+  return Array.from(
+    { length: count },
+    (_, i) => `<14>${tag} m${from + i}${pad ? " " + "x".repeat(pad) : ""}`,
+  );
+}
+
+/** Indices of numbered messages found in a text, in order of appearance. */
+export function indices(text: string, tag: string): number[] {
+  const found: number[] = [];
+  const pattern = new RegExp(`^<14>${tag} m(\\d+)`, "gm");
+  for (const match of text.matchAll(pattern)) found.push(Number(match[1]));
+  return found;
+}
