@@ -362,7 +362,11 @@ class ClientSession {
         };
         this.#write(encodeControl(FrameType.Lost, report));
       } else {
-        this.#write(read.bytes);
+        // The segment's buffer must not be recycled while this write is in flight.
+        const { segment } = read;
+        this.#journal.pin(segment);
+        this.#lastSent = Date.now();
+        this.#socket.write(read.bytes, () => this.#journal.unpin(segment));
       }
     }
   }

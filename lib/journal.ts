@@ -69,6 +69,10 @@ export class Segment {
   lastTime = 0;
   /** The frames while held in memory (a spooled segment may be on disk only). */
   buf: Uint8Array | undefined;
+  /** Socket writes of this segment's bytes still in flight. */
+  pins = 0;
+  /** Its buffer, out of the journal but still pinned: recycled on the last unpin. */
+  retired: Uint8Array | undefined;
 
   constructor(firstSeq: number, capacity: number) {
     this.firstSeq = firstSeq;
@@ -83,7 +87,7 @@ export class Segment {
 
 /** What a cursor read: frames to send, or news of a gap first. */
 export type CursorRead =
-  | { kind: "frames"; bytes: Uint8Array; firstSeq: number; endSeq: number }
+  | { kind: "frames"; bytes: Uint8Array; firstSeq: number; endSeq: number; segment: Segment }
   | { kind: "lost"; from: number; to: number; count: number; toTime: number };
 
 /**
@@ -114,6 +118,12 @@ export class Journal implements Disposable {
   #lastEvictedTime = 0;
   readonly #listeners = new Set<() => void>();
   #notifyScheduled = false;
+  /**
+   * Buffers of dropped segments, reused for new ones: without it, evicted
+   * buffers pile up as garbage until V8 collects external memory (tens of
+   * MiB above the journal bound under load).
+   */
+  readonly #pool: Uint8Array[] = [];
 
   constructor(options: JournalOptions = {}) {
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
@@ -201,7 +211,9 @@ export class Journal implements Disposable {
     let segment = this.#segments[this.#segments.length - 1];
     if (!segment?.buf || segment.length + size > segment.buf.length) {
       if (segment) this.#seal(segment);
-      segment = new Segment(this.#nextSeq, Math.max(this.segmentBytes, size));
+      segment = new Segment(this.#nextSeq, 0);
+      segment.buf = size <= this.segmentBytes && this.#pool.pop() ||
+        new Uint8Array(Math.max(this.segmentBytes, size));
       this.#segments.push(segment);
       this.#bytes += segment.buf!.length;
       this.#evict();
@@ -243,10 +255,7 @@ export class Journal implements Disposable {
       // Memory: let go of the oldest buffers; those segments stay on disk.
       for (let i = 0; this.#bytes > this.maxBytes && i < segments.length - 1; i++) {
         const segment = segments[i]!;
-        if (segment.buf) {
-          this.#bytes -= segment.buf.length;
-          segment.buf = undefined;
-        }
+        if (segment.buf) this.#release(segment);
       }
       while (this.#diskBytes > this.#spoolBytes && segments.length > 1) {
         const old = segments.shift()!;
@@ -260,11 +269,38 @@ export class Journal implements Disposable {
   }
 
   #drop(old: Segment): void {
-    if (old.buf) this.#bytes -= old.buf.length;
-    old.buf = undefined;
+    if (old.buf) this.#release(old);
     old.evicted = true;
     this.#evictedCount += old.count;
     this.#lastEvictedTime = old.lastTime;
+  }
+
+  /** Takes a segment's buffer out of the journal, recycling it when no write holds it. */
+  #release(segment: Segment): void {
+    const buf = segment.buf!;
+    this.#bytes -= buf.length;
+    segment.buf = undefined;
+    if (segment.pins > 0) segment.retired = buf;
+    else this.#recycle(buf);
+  }
+
+  #recycle(buf: Uint8Array): void {
+    if (buf.length === this.segmentBytes && this.#pool.length < 4) this.#pool.push(buf);
+  }
+
+  /**
+   * Marks bytes of `segment` as handed to a socket write; call
+   * {@linkcode Journal.unpin} when the write completed.
+   */
+  pin(segment: Segment): void {
+    segment.pins++;
+  }
+
+  /** Ends a {@linkcode Journal.pin}. */
+  unpin(segment: Segment): void {
+    if (--segment.pins > 0 || !segment.retired) return;
+    this.#recycle(segment.retired);
+    segment.retired = undefined;
   }
 
   #schedule(): void {
@@ -388,7 +424,7 @@ export class Cursor {
     const firstSeq = this.seq;
     this.#offset = segment.length;
     this.seq = segment.endSeq;
-    return { kind: "frames", bytes, firstSeq, endSeq: this.seq };
+    return { kind: "frames", bytes, firstSeq, endSeq: this.seq, segment };
   }
 }
 

@@ -395,7 +395,7 @@ export class LineSender implements AsyncDisposable {
     return new Promise((resolve, reject) => {
       const { host, port } = this.#endpoint;
       const socket = this.#tls
-        ? tls.connect({ host, port, ...tlsOptions(this.#tls, this.#serverName) })
+        ? tls.connect({ host, port, ...clientTlsOptions(this.#tls, this.#serverName) })
         : net.connect({ host, port });
       const ready = this.#tls ? "secureConnect" : "connect";
       const timer = setTimeout(
@@ -566,21 +566,6 @@ export class LineSender implements AsyncDisposable {
       if (onAbort) stop.removeEventListener("abort", onAbort);
     }
   }
-}
-
-/**
- * {@linkcode clientTlsOptions}, made to work when the server name is an IP
- * address: node:tls refuses an IP as SNI `servername`, so the name is then
- * checked against the certificate's IP SANs without being sent.
- */
-function tlsOptions(material: TlsMaterial, serverName: string): tls.ConnectionOptions {
-  const options = clientTlsOptions(material, serverName);
-  if (net.isIP(serverName) === 0) return options;
-  const { servername: _, ...rest } = options;
-  return {
-    ...rest,
-    checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert),
-  };
 }
 
 function describeConnectError(error: unknown): string {

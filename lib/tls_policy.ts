@@ -8,7 +8,8 @@
  */
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import type { TLSSocket } from "node:tls";
+import { isIP } from "node:net";
+import { checkServerIdentity, type TLSSocket } from "node:tls";
 import { ConfigError, errorMessage, readFlagFile } from "./cli.ts";
 
 /** Paths of the certificate, key and CA bundle, as given by flags. */
@@ -167,13 +168,18 @@ export function clientTlsOptions(
   material: TlsMaterial,
   serverName: string,
 ): import("node:tls").ConnectionOptions {
-  return {
+  const options = {
     cert: material.cert,
     key: material.key,
     ca: material.ca,
-    servername: serverName,
     minVersion: "TLSv1.3",
     rejectUnauthorized: true,
+  } as const;
+  if (isIP(serverName) === 0) return { ...options, servername: serverName };
+  // node:tls refuses an IP address as SNI: check it against the IP SANs instead.
+  return {
+    ...options,
+    checkServerIdentity: (_host, cert) => checkServerIdentity(serverName, cert),
   };
 }
 
