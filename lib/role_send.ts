@@ -599,8 +599,7 @@ Flags:
   --max-line BYTES     longest line (default 64KiB); longer ones are split
   -h, --help           print this help
 
-Running COMMAND needs the run permission (deno run --allow-run). SIGINT and
-SIGTERM go to COMMAND; without COMMAND they end the input. A second signal
+SIGINT and SIGTERM go to COMMAND; without COMMAND they end the input. A second signal
 stops at once.
 
 Exit code: COMMAND's exit code if it failed; otherwise 1 if any line was

@@ -3,8 +3,6 @@ import {
   freePort,
   makeCerts,
   readOrEmpty,
-  reclogArgv,
-  Running,
   runProgram,
   runReclog,
   startReclog,
@@ -23,20 +21,6 @@ function numbered(prefix: string, count: number): string[] {
 async function lineCount(path: string): Promise<number> {
   const text = await readOrEmpty(path);
   return text === "" ? 0 : text.split("\n").length - 1;
-}
-
-/** reclog with the run permission too, which `send -- COMMAND` needs (not in -P=reclog). */
-function startReclogWithRun(args: string[]): Running {
-  const argv = reclogArgv(args);
-  argv.splice(argv.indexOf("-P=reclog") + 1, 0, "--allow-run");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: argv,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  return new Running(`reclog ${args[0]}`, child);
 }
 
 Deno.test("send: the listener is down for ~5 s, then every line arrives once, in order", async () => {
@@ -71,7 +55,7 @@ Deno.test("send -- COMMAND: stdout and stderr lines whole, the command's exit co
   const port = Number((await listen.waitForStderr(LISTENING))[1]);
   const script = `i=0; while [ $i -lt 2000 ]; do echo "out $i"; echo "err $i" >&2; ` +
     `i=$((i+1)); done; printf 'no newline'; exit 3`;
-  await using send = startReclogWithRun(["send", `127.0.0.1:${port}`, "--", "sh", "-c", script]);
+  await using send = startReclog(["send", `127.0.0.1:${port}`, "--", "sh", "-c", script]);
   const status = await send.wait(30_000);
   assert.equal(status.code, 3, send.stderr);
   await waitFor(async () => (await lineCount(file)) >= 4001, { what: "4001 lines" });
@@ -96,7 +80,7 @@ Deno.test("send: the listener restarts mid-stream; lines arrive once, in order",
     await listen.waitForStderr(LISTENING);
     const script = `i=0; while [ $i -lt 4000 ]; do echo "line $i"; i=$((i+1)); ` +
       `[ $((i % 200)) -eq 0 ] && sleep 0.1; done; exit 0`;
-    await using send = startReclogWithRun(["send", `127.0.0.1:${port}`, "--", "sh", "-c", script]);
+    await using send = startReclog(["send", `127.0.0.1:${port}`, "--", "sh", "-c", script]);
     for (const after of [1000, 2500]) {
       await waitFor(async () => (await lineCount(file)) >= after, {
         what: () => `${after} lines; send stderr:\n${send.stderr}`,
@@ -231,7 +215,10 @@ Deno.test("send: mistakes are one line on stderr and exit 2", async () => {
     [["127.0.0.1:1", "--buffer-bytes", "lots"], /--buffer-bytes 'lots'/],
     [["127.0.0.1:1", "--linger", "-1"], /--linger/],
     [["127.0.0.1:1", "--server-name", "x"], /--server-name needs --cert/],
-    [["127.0.0.1:1", "--", "true"], /needs the run permission/],
+    [
+      ["127.0.0.1:1", "--", "/nonexistent/command"],
+      /Cannot run COMMAND '\/nonexistent\/command': not found/,
+    ],
   ];
   for (const [args, pattern] of cases) {
     const result = await runReclog(["send", ...args], { stdin: "" });
