@@ -110,7 +110,8 @@ export class LineSplitter {
       start = lf + 1;
     }
     if (start < data.length) {
-      this.#carry.push(data.subarray(start));
+      // A copy: the caller may reuse its read buffer for the next chunk.
+      this.#carry.push(data.slice(start));
       this.#carryBytes += data.length - start;
       // Keep one byte more than maxLine: it may be the CR of a CR LF.
       if (this.#carryBytes > this.#maxLine + 1) {

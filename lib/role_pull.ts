@@ -11,6 +11,7 @@ import { PullClient } from "./pull_client.ts";
 import { ResumeState } from "./resume_state.ts";
 import { shutdownSignal } from "./shutdown.ts";
 import { openSink } from "./sink.ts";
+import { MirrorSink } from "./sink_mirror.ts";
 import { loadTlsMaterial } from "./tls_policy.ts";
 
 const USAGE = `Usage: reclog pull --server HOST:PORT --cert FILE --key FILE --ca FILE [flags]
@@ -28,6 +29,8 @@ host name), or writes it elsewhere.
   --to URL                  udp://HOST:PORT, tcp://HOST:PORT (octet counting),
                             unix:///dev/log, or - for stdout (a message a line)
                                                           [udp://127.0.0.1:514]
+  --mirror DIR              instead of --to: append each stream to DIR/<stream>
+                            (DIR/syslog, DIR/tcp for serve --tcp-in, ...)
   --state FILE              resume point (epoch and next sequence number), so
                             nothing is lost across disconnects and restarts
                             [$XDG_STATE_HOME/reclog/HOST_PORT.state or
@@ -44,7 +47,8 @@ const OPTIONS = {
   key: { type: "string" },
   ca: { type: "string" },
   "server-name": { type: "string" },
-  to: { type: "string", default: "udp://127.0.0.1:514" },
+  to: { type: "string" },
+  mirror: { type: "string" },
   state: { type: "string" },
   live: { type: "boolean", default: false },
   help: { type: "boolean", short: "h" },
@@ -73,12 +77,13 @@ export async function run(args: string[]): Promise<number> {
   }
   if (values.live && values.state) throw new ConfigError("--live and --state exclude each other");
   const server = parseHostPort(values.server!, "--server");
-  const endpoint = parseEndpoint(values.to, "--to", "udp");
+  if (values.to && values.mirror) throw new ConfigError("--to and --mirror exclude each other");
+  const endpoint = parseEndpoint(values.to ?? "udp://127.0.0.1:514", "--to", "udp");
   const material = await loadTlsMaterial({ cert: values.cert!, key: values.key!, ca: values.ca! });
   const statePath = values.live ? undefined : values.state ?? defaultStatePath(server);
 
   using shutdown = shutdownSignal();
-  await using sink = openSink(endpoint);
+  await using sink = values.mirror ? new MirrorSink(values.mirror) : openSink(endpoint);
   await using state = statePath ? await ResumeState.open(statePath) : undefined;
   log("pull").info("pulling from {server} into {sink}{resume}", {
     server: values.server,

@@ -35,6 +35,8 @@ Listening:
   --syslog-in ADDR          syslog input, repeatable: HOST:PORT or udp://HOST:PORT
                             (UDP), tcp://HOST:PORT (RFC 6587 octet counting or
                             newline framing)                   [127.0.0.1:5140]
+  --tcp-in HOST:PORT        plain TCP lines (nc, telnet, 'reclog send') become
+                            messages of stream 'tcp', repeatable
 
 Which clients are accepted (beyond chaining to --ca):
   --issuer DN               exact issuer, 'CN=My CA,O=Example' or '/O=Example/CN=My CA'
@@ -61,6 +63,7 @@ const OPTIONS = {
   ca: { type: "string" },
   listen: { type: "string", default: "0.0.0.0:6514" },
   "syslog-in": { type: "string", multiple: true },
+  "tcp-in": { type: "string", multiple: true },
   issuer: { type: "string" },
   "allow-cn": { type: "string", multiple: true },
   "allow-fingerprint": { type: "string", multiple: true },
@@ -71,7 +74,18 @@ const OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** One input to bind: syslog over UDP or TCP, or plain TCP lines. */
+interface Input {
+  value: string;
+  flag: string;
+  stream: Uint8Array;
+  kind: "udp" | "tcp" | "lines";
+  host: string;
+  port: number;
+}
+
 const SYSLOG_STREAM = new TextEncoder().encode("syslog");
+const TCP_STREAM = new TextEncoder().encode("tcp");
 
 /**
  * Runs `reclog serve`; resolves to the exit code.
@@ -94,13 +108,17 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const listen = parseHostPort(values.listen, "--listen");
-  const inputs = (values["syslog-in"] ?? ["127.0.0.1:5140"]).map((value) => {
+  const inputs = (values["syslog-in"] ?? ["127.0.0.1:5140"]).map((value): Input => {
     const endpoint = parseEndpoint(value, "--syslog-in", "udp");
     if (endpoint.kind !== "udp" && endpoint.kind !== "tcp") {
       throw new ConfigError(`--syslog-in '${value}': expected HOST:PORT, udp:// or tcp://`);
     }
-    return { value, ...endpoint };
+    return { value, flag: "--syslog-in", stream: SYSLOG_STREAM, ...endpoint };
   });
+  for (const value of values["tcp-in"] ?? []) {
+    const address = parseHostPort(value, "--tcp-in");
+    inputs.push({ value, flag: "--tcp-in", stream: TCP_STREAM, kind: "lines", ...address });
+  }
   const policy: PeerPolicy = {
     issuer: values.issuer === undefined ? undefined : parseDn(values.issuer, "--issuer"),
     allowCn: values["allow-cn"] ?? [],
@@ -128,22 +146,27 @@ export async function run(args: string[]): Promise<number> {
     throw error;
   }
   using _journal = journal;
-  const onMessage = (buf: Uint8Array, start: number, end: number) =>
-    journal.append(SYSLOG_STREAM, buf, start, end);
-
   await using stack = new AsyncDisposableStack();
   const bound: string[] = [];
   for (const input of inputs) {
+    const stream = input.stream;
+    const onMessage = (buf: Uint8Array, start: number, end: number) =>
+      journal.append(stream, buf, start, end);
+    const { host, port } = input;
     const source: UdpSource | TcpSource = stack.use(
-      input.kind === "udp"
-        ? new UdpSource({ host: input.host, port: input.port, onMessage })
-        : new TcpSource({ host: input.host, port: input.port, onMessage, maxLength: maxMessage }),
+      input.kind === "udp" ? new UdpSource({ host, port, onMessage }) : new TcpSource({
+        host,
+        port,
+        onMessage,
+        maxLength: maxMessage,
+        framing: input.kind === "lines" ? "lines" : "syslog",
+        label: input.flag.slice(2),
+      }),
     );
-    const address: Deno.NetAddr = await bind(() => source.listen(), "--syslog-in", input.value);
+    const address: Deno.NetAddr = await bind(() => source.listen(), input.flag, input.value);
+    const what = input.kind === "lines" ? "tcp-in" : `syslog-in ${input.kind}`;
     bound.push(
-      `syslog-in ${input.kind} listening on ${
-        formatHostPort({ host: address.hostname, port: address.port })
-      }`,
+      `${what} listening on ${formatHostPort({ host: address.hostname, port: address.port })}`,
     );
   }
   const server = stack.use(

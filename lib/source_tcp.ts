@@ -1,11 +1,13 @@
 /**
- * Syslog over TCP (RFC 6587: octet counting or newline framing) from the
- * local syslog daemon: one read returns many messages, cut in place.
+ * TCP inputs: syslog (RFC 6587: octet counting or newline framing) from the
+ * local syslog daemon, where one read returns many messages cut in place, or
+ * plain lines from nc, telnet or `reclog send` (`serve --tcp-in`).
  *
  * @module
  */
 
 import { SyslogFramer } from "./syslog_framing.ts";
+import { LineSplitter } from "./line_framing.ts";
 import type { MessageCallback } from "./syslog_framing.ts";
 import { log } from "./log.ts";
 
@@ -22,6 +24,12 @@ export interface TcpSourceOptions {
    * @default {65536}
    */
   maxLength?: number;
+  /**
+   * How the byte stream is cut into messages: RFC 6587 syslog framing, or
+   * lines (LF, telnet's CR LF; over-long lines split, never dropped).
+   * @default {"syslog"}
+   */
+  framing?: "syslog" | "lines";
   /**
    * Name used in log lines.
    * @default {"syslog-in"}
@@ -91,7 +99,10 @@ export class TcpSource implements AsyncDisposable {
     const label = this.#options.label ?? "syslog-in";
     const peer = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
     log("input").debug("{label}: sender {peer} connected", { label, peer });
-    const framer = new SyslogFramer({ maxLength: this.#options.maxLength ?? 65536 });
+    const maxLength = this.#options.maxLength ?? 65536;
+    const framer = this.#options.framing === "lines"
+      ? new LineFramer(maxLength)
+      : new SyslogFramer({ maxLength });
     const buf = new Uint8Array(READ_BUFFER);
     const onMessage: MessageCallback = (b, s, e) => {
       this.received++;
@@ -147,5 +158,23 @@ export class TcpSource implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/** {@linkcode LineSplitter} behind the framer interface the input uses. */
+class LineFramer {
+  readonly truncated = 0;
+  readonly #splitter: LineSplitter;
+
+  constructor(maxLength: number) {
+    this.#splitter = new LineSplitter({ maxLine: maxLength });
+  }
+
+  push(chunk: Uint8Array, onMessage: MessageCallback): void {
+    for (const line of this.#splitter.push(chunk)) onMessage(line, 0, line.length);
+  }
+
+  flush(onMessage: MessageCallback): void {
+    for (const line of this.#splitter.flush()) onMessage(line, 0, line.length);
   }
 }

@@ -58,8 +58,8 @@ export async function startServe(
 
 /** Options for {@linkcode startPull}. */
 export interface StartPullOptions {
-  /** `--to` value (default `-`, stdout). */
-  to?: string;
+  /** `--to` value (default `-`, stdout); null leaves it out (for --mirror). */
+  to?: string | null;
   /** Extra flags (default `--live`). */
   args?: string[];
   /** Client certificate and key (default the test client's). */
@@ -87,8 +87,7 @@ export async function startPull(
     options.key ?? certs.clientKey,
     "--ca",
     certs.ca,
-    "--to",
-    options.to ?? "-",
+    ...(options.to === null ? [] : ["--to", options.to ?? "-"]),
     ...(options.args ?? ["--live"]),
   ]);
   if (options.waitConnected ?? true) await process.waitForStderr(/connected to /);
