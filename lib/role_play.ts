@@ -58,13 +58,33 @@ const MAX_LINE_BYTES = 16 * 1024 * 1024;
 /** How often a followed file is checked for growth. */
 const FOLLOW_POLL_MS = 100;
 
-/** Where {@linkcode TimedOutput} writes: `Deno.stdout` or alike. */
+/**
+ * Where {@linkcode TimedOutput} writes: `Deno.stdout` or alike.
+ *
+ * @example Collect the output in memory
+ * ```ts
+ * import type { ByteWriter } from "./role_play.ts";
+ * const chunks: Uint8Array[] = [];
+ * const writer: ByteWriter = {
+ *   write: (bytes) => Promise.resolve(chunks.push(bytes.slice()) && bytes.length),
+ * };
+ * ```
+ */
 export interface ByteWriter {
   /** Writes some of `bytes`, resolving to how many. */
   write(bytes: Uint8Array): Promise<number>;
 }
 
-/** Options for {@linkcode TimedOutput}. */
+/**
+ * Options for {@linkcode TimedOutput}.
+ *
+ * @example Four times as fast, pauses of at most two seconds
+ * ```ts
+ * import { TimedOutput, type TimedOutputOptions } from "./role_play.ts";
+ * const options: TimedOutputOptions = { speed: 4, maxPauseMs: 2000 };
+ * const output = new TimedOutput(options);
+ * ```
+ */
 export interface TimedOutputOptions {
   /**
    * Playback speed: 2 plays twice as fast.
@@ -119,6 +139,7 @@ export class TimedOutput {
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
 
+  /** Makes an output whose clock starts with {@linkcode TimedOutput.start}. */
   constructor(options: TimedOutputOptions = {}) {
     this.#speed = options.speed ?? 1;
     this.#maxPauseMs = options.maxPauseMs ?? Infinity;
@@ -324,7 +345,20 @@ interface RecordingSummary {
   problem?: string;
 }
 
-/** Options for {@linkcode play}. */
+/**
+ * Options for {@linkcode play}.
+ *
+ * @example Follow one recording of a syslog file
+ * ```ts
+ * import { play, type PlayOptions } from "./role_play.ts";
+ * const controller = new AbortController();
+ * const options: PlayOptions = {
+ *   file: "/var/log/tlog.log", session: "424a-c8f-3c4b", follow: true,
+ *   signal: controller.signal,
+ * };
+ * await play(options);
+ * ```
+ */
 export interface PlayOptions {
   /** The file to play, or `-` for stdin. */
   file: string;

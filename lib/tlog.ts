@@ -31,10 +31,23 @@
  * ```
  */
 export class TlogFormatError extends Error {
+  /** Always `"TlogFormatError"`. */
   override name = "TlogFormatError";
 }
 
-/** One tlog message, as `tlog-rec` writes it (format 2.x; older ones lack some fields). */
+/**
+ * One tlog message, as `tlog-rec` writes it (format 2.x; older ones lack some fields).
+ *
+ * @example A message as tlog-rec 12 writes it
+ * ```ts
+ * import type { TlogMessage } from "./tlog.ts";
+ * const message: TlogMessage = {
+ *   ver: "2.3", host: "vm", rec: "424a-c8f-3c4b", user: "root", term: "xterm",
+ *   session: 4294967295, id: 1, pos: 0, time: 1795277508.203, timing: ">3]1/1",
+ *   in_txt: "", in_bin: [], out_txt: "hi\n\uFFFD", out_bin: [255],
+ * };
+ * ```
+ */
 export interface TlogMessage {
   /** Format version, e.g. `"2.3"`; absent before 2.0. */
   ver?: string;
@@ -66,7 +79,16 @@ export interface TlogMessage {
   out_bin: number[];
 }
 
-/** One event of a recording, in order. */
+/**
+ * One event of a recording, in order.
+ *
+ * @example Keep only the output
+ * ```ts
+ * import type { TlogRecord } from "./tlog.ts";
+ * declare const records: TlogRecord[];
+ * const output = records.flatMap((r) => r.kind === "output" ? [r.bytes] : []);
+ * ```
+ */
 export type TlogRecord =
   | { kind: "delay"; ms: number }
   | { kind: "output"; bytes: Uint8Array }
@@ -365,7 +387,15 @@ export function recordingId(message: Pick<TlogMessage, "rec" | "session">): stri
   return message.rec ?? String(message.session);
 }
 
-/** Options for {@linkcode matchesRecording}. */
+/**
+ * Options for {@linkcode matchesRecording}: the `--session` and `--host` choice.
+ *
+ * @example Choose by host only
+ * ```ts
+ * import type { RecordingFilter } from "./tlog.ts";
+ * const filter: RecordingFilter = { host: "db1" };
+ * ```
+ */
 export interface RecordingFilter {
   /**
    * A recording id (`rec`) or audit session number the message must have.
@@ -397,7 +427,16 @@ export function matchesRecording(
   return message.rec === filter.session || String(message.session) === filter.session;
 }
 
-/** What {@linkcode MessageSequence.check} found about the next message. */
+/**
+ * What {@linkcode MessageSequence.check} found about the next message.
+ *
+ * @example React to a gap
+ * ```ts
+ * import { MessageSequence, type SequenceCheck } from "./tlog.ts";
+ * const check: SequenceCheck = new MessageSequence().check({ id: 2, pos: 0 });
+ * if (check.kind === "gap") console.log(check.firstMissing); // 1
+ * ```
+ */
 export type SequenceCheck =
   | { kind: "next" }
   | { kind: "gap"; firstMissing: number; lastMissing: number }
