@@ -75,6 +75,8 @@ export interface ClientHello {
   resume?: { epoch: string; next: number };
   /** Start at the live tail. */
   live?: boolean;
+  /** Start at the oldest message held (a first connection with a state file). */
+  oldest?: boolean;
 }
 
 /** The greeting the server answers with. */
@@ -301,6 +303,7 @@ class ClientSession {
     let start = journal.nextSeq;
     let lost: LostReport | undefined;
     const resume = hello.resume;
+    if (hello.oldest && !resume) start = journal.firstSeq;
     if (resume && !hello.live) {
       if (resume.epoch !== journal.epoch) {
         start = journal.firstSeq;

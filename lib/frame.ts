@@ -22,7 +22,10 @@ export const FrameType = {
   KeepAlive: 0x4b, // "K"
   /** Messages lost, JSON body. */
   Lost: 0x4c, // "L"
-  /** A stream was rotated, JSON body. */
+  /**
+   * A file stream was rotated: a journal entry laid out like a message
+   * (sequence number, time, stream) with no data.
+   */
   Rotated: 0x52, // "R"
   /** The sender closes; UTF-8 reason. */
   Close: 0x43, // "C"
@@ -30,6 +33,11 @@ export const FrameType = {
 
 /** The protocol version spoken in the greeting. */
 export const PROTOCOL_VERSION = 1;
+
+/** Whether a frame type is a journal entry (carries a sequence number). */
+export function isEntry(type: number): boolean {
+  return type === FrameType.Message || type === FrameType.Rotated;
+}
 
 /** Bytes before a message frame's stream name: length, type, seq, time, stream length. */
 export const MESSAGE_HEADER_BYTES = 4 + 1 + 8 + 8 + 1;
@@ -66,6 +74,8 @@ export function encodeMessage(
     data: Uint8Array;
     dataStart?: number;
     dataEnd?: number;
+    /** {@linkcode FrameType.Message} or {@linkcode FrameType.Rotated}. */
+    type?: number;
   },
 ): number {
   const start = message.dataStart ?? 0;
@@ -73,7 +83,7 @@ export function encodeMessage(
   const size = MESSAGE_HEADER_BYTES + message.stream.length + (end - start);
   const view = new DataView(target.buffer, target.byteOffset + offset, MESSAGE_HEADER_BYTES);
   view.setUint32(0, size - 4);
-  view.setUint8(4, FrameType.Message);
+  view.setUint8(4, message.type ?? FrameType.Message);
   view.setUint32(5, Math.floor(message.seq / TWO_32));
   view.setUint32(9, message.seq >>> 0);
   view.setUint32(13, Math.floor(message.time / TWO_32));
@@ -150,7 +160,7 @@ export class FrameReader {
   end = 0;
   /** Type of the current frame. */
   type = 0;
-  /** Message frames: sequence number. */
+  /** Message and rotated frames (journal entries): sequence number. */
   seq = 0;
   /** Message frames: receive time, ms since the epoch. */
   time = 0;
@@ -178,7 +188,7 @@ export class FrameReader {
     if (this.start + 5 > this.buf.length) return false;
     this.end = this.start + 4 + this.#view.getUint32(this.start);
     this.type = this.buf[this.start + 4]!;
-    if (this.type === FrameType.Message) {
+    if (this.type === FrameType.Message || this.type === FrameType.Rotated) {
       const v = this.#view;
       const s = this.start;
       this.seq = v.getUint32(s + 5) * TWO_32 + v.getUint32(s + 9);

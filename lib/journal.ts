@@ -12,9 +12,11 @@
  * @module
  */
 
-import { encodeMessage, messageFrameSize } from "./frame.ts";
+import { encodeMessage, FrameType, messageFrameSize } from "./frame.ts";
 import { log } from "./log.ts";
 import { Spool } from "./spool.ts";
+
+const EMPTY = new Uint8Array(0);
 
 /** Options for {@linkcode Journal}. */
 export interface JournalOptions {
@@ -206,6 +208,7 @@ export class Journal implements Disposable {
     start = 0,
     end = data.length,
     time = Date.now(),
+    type: number = FrameType.Message,
   ): number {
     const size = messageFrameSize(stream.length, end - start);
     let segment = this.#segments[this.#segments.length - 1];
@@ -226,6 +229,7 @@ export class Journal implements Disposable {
       data,
       dataStart: start,
       dataEnd: end,
+      type,
     });
     if (segment.count++ === 0) segment.firstTime = time;
     segment.lastTime = time;
@@ -320,6 +324,11 @@ export class Journal implements Disposable {
   onAppend(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Appends a rotation marker for a file stream; returns its sequence number. */
+  appendRotated(stream: Uint8Array, time = Date.now()): number {
+    return this.append(stream, EMPTY, 0, 0, time, FrameType.Rotated);
   }
 
   /** A cursor that reads from `seq` on (clamped to what exists). */

@@ -17,6 +17,7 @@ import {
   FrameReader,
   FrameSplitter,
   FrameType,
+  isEntry,
   messageFrameSize,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -174,7 +175,11 @@ export class PullClient {
       socket.write(encodeControl(FrameType.Hello, {
         proto: "reclog",
         v: PROTOCOL_VERSION,
-        ...(point ? { resume: { epoch: point.epoch, next: point.next } } : { live: true }),
+        ...(point
+          ? { resume: { epoch: point.epoch, next: point.next } }
+          : options.state
+          ? { oldest: true } // first connection: everything the server still holds
+          : { live: true }),
       }));
       if (point?.lastTime) this.#lastTime = point.lastTime;
       const splitter = new FrameSplitter({ maxFrame: DEFAULT_MAX_FRAME });
@@ -187,7 +192,7 @@ export class PullClient {
         frame.reset(whole);
         let runStart = -1;
         while (frame.next()) {
-          if (frame.type === FrameType.Message) {
+          if (isEntry(frame.type)) {
             if (runStart < 0) runStart = frame.start;
             continue;
           }
@@ -227,6 +232,7 @@ export class PullClient {
       throw new ProtocolError("the server does not speak reclog protocol v1");
     }
     this.#epoch = hello.epoch;
+    this.#options.sink.begin?.(hello.epoch);
     log("pull").info("connected to {server}, streaming from seq {start} ({behind} behind)", {
       server: this.#server,
       start: hello.start,
@@ -240,6 +246,7 @@ export class PullClient {
     const frame = new FrameReader(frames);
     let seq = 0;
     while (frame.next()) {
+      if (!isEntry(frame.type)) continue;
       seq = frame.seq;
       this.#lastTime = frame.time;
     }

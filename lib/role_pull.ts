@@ -32,7 +32,9 @@ host name), or writes it elsewhere.
   --mirror DIR              instead of --to: append each stream to DIR/<stream>
                             (DIR/syslog, DIR/tcp for serve --tcp-in, ...)
   --state FILE              resume point (epoch and next sequence number), so
-                            nothing is lost across disconnects and restarts
+                            nothing is lost across disconnects and restarts;
+                            without a saved point yet, starts with the oldest
+                            message the server holds
                             [$XDG_STATE_HOME/reclog/HOST_PORT.state or
                              ~/.local/state/reclog/HOST_PORT.state]
   --live                    no resume point: start at the live tail every time

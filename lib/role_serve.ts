@@ -18,6 +18,8 @@ import { log } from "./log.ts";
 import { shutdownSignal } from "./shutdown.ts";
 import { UdpSource } from "./source_udp.ts";
 import { TcpSource } from "./source_tcp.ts";
+import { FileTail } from "./source_file.ts";
+import { FileCheckpoints } from "./file_checkpoints.ts";
 import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "./tls_policy.ts";
 
 const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
@@ -37,6 +39,17 @@ Listening:
                             newline framing)                   [127.0.0.1:5140]
   --tcp-in HOST:PORT        plain TCP lines (nc, telnet, 'reclog send') become
                             messages of stream 'tcp', repeatable
+
+Files (file-mode; 'pull --mirror DIR' keeps an exact copy at home):
+  --file PATH[=NAME]        follow PATH like 'tail -F' as stream NAME (default
+                            its base name), through rotation; repeatable
+  --rotated GLOB            where rotated files go, e.g. '/var/log/messages.*[0-9]',
+                            to finish a file that rotated while serve was down;
+                            repeatable                         [PATH.*]
+  --from-start              read a file never seen before from its beginning
+                            (default: from its end)
+  --file-state FILE         where each file was read to  [DIR/files.json with
+                            --spool, else ~/.local/state/reclog/files.json]
 
 Which clients are accepted (beyond chaining to --ca):
   --issuer DN               exact issuer, 'CN=My CA,O=Example' or '/O=Example/CN=My CA'
@@ -64,6 +77,10 @@ const OPTIONS = {
   listen: { type: "string", default: "0.0.0.0:6514" },
   "syslog-in": { type: "string", multiple: true },
   "tcp-in": { type: "string", multiple: true },
+  file: { type: "string", multiple: true },
+  rotated: { type: "string", multiple: true },
+  "from-start": { type: "boolean", default: false },
+  "file-state": { type: "string" },
   issuer: { type: "string" },
   "allow-cn": { type: "string", multiple: true },
   "allow-fingerprint": { type: "string", multiple: true },
@@ -119,6 +136,7 @@ export async function run(args: string[]): Promise<number> {
     const address = parseHostPort(value, "--tcp-in");
     inputs.push({ value, flag: "--tcp-in", stream: TCP_STREAM, kind: "lines", ...address });
   }
+  const files = parseFiles(values.file ?? []);
   const policy: PeerPolicy = {
     issuer: values.issuer === undefined ? undefined : parseDn(values.issuer, "--issuer"),
     allowCn: values["allow-cn"] ?? [],
@@ -169,6 +187,31 @@ export async function run(args: string[]): Promise<number> {
       `${what} listening on ${formatHostPort({ host: address.hostname, port: address.port })}`,
     );
   }
+  if (files.length > 0) {
+    const tails = new Map<string, FileTail>();
+    const checkpoints = stack.use(
+      await FileCheckpoints.open(
+        values["file-state"] ?? (values.spool ? `${values.spool}/files.json` : defaultFileState()),
+        () => Object.fromEntries([...tails].map(([name, tail]) => [name, tail.position])),
+      ),
+    );
+    for (const { path, name } of files) {
+      const stream = new TextEncoder().encode(name);
+      const tail = new FileTail({
+        path,
+        name,
+        from: checkpoints.get(name),
+        fromStart: values["from-start"],
+        rotatedGlobs: values.rotated,
+        maxChunk: maxMessage,
+        onData: (buf, start, end) => journal.append(stream, buf, start, end),
+        onRotated: () => journal.appendRotated(stream),
+      });
+      tails.set(name, stack.use(tail));
+      await tail.start();
+      bound.push(`file ${name} following ${path}`);
+    }
+  }
   const server = stack.use(
     new FanoutServer(journal, { host: listen.host, port: listen.port, material, policy }),
   );
@@ -185,6 +228,33 @@ export async function run(args: string[]): Promise<number> {
   await server.close("server shutting down");
   log("serve").info("stopped after {count} messages", { count: journal.nextSeq - 1 });
   return 0;
+}
+
+/** `--file PATH[=NAME]` values, checked: names unique, not reserved, short enough. */
+function parseFiles(values: string[]): Array<{ path: string; name: string }> {
+  const seen = new Set<string>();
+  return values.map((value) => {
+    const eq = value.lastIndexOf("=");
+    const path = eq > 0 ? value.slice(0, eq) : value;
+    const name = eq > 0 ? value.slice(eq + 1) : path.slice(path.lastIndexOf("/") + 1);
+    if (!path || !name || !/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith(".")) {
+      throw new ConfigError(
+        `--file '${value}': expected PATH or PATH=NAME (NAME of letters, digits, . _ -)`,
+      );
+    }
+    if (name === "syslog" || name === "tcp") {
+      throw new ConfigError(`--file '${value}': the stream name '${name}' is reserved`);
+    }
+    if (name.length > 200) throw new ConfigError(`--file '${value}': NAME is too long`);
+    if (seen.has(name)) throw new ConfigError(`--file '${value}': stream '${name}' given twice`);
+    seen.add(name);
+    return { path, name };
+  });
+}
+
+function defaultFileState(): string {
+  const base = Deno.env.get("XDG_STATE_HOME") || `${Deno.env.get("HOME") ?? "."}/.local/state`;
+  return `${base}/reclog/files.json`;
 }
 
 async function bind<T>(listen: () => Promise<T>, flag: string, value: string): Promise<T> {

@@ -21,6 +21,8 @@ export interface Sink extends AsyncDisposable {
   write(frames: Uint8Array): Promise<void>;
   /** Closes the sink; safe to call twice. */
   close(): Promise<void>;
+  /** Told the server journal's epoch when a connection starts (optional). */
+  begin?(epoch: string): void;
 }
 
 /**

@@ -11,7 +11,7 @@
  */
 
 import { describeFsError } from "./cli.ts";
-import { FrameType, MESSAGE_HEADER_BYTES } from "./frame.ts";
+import { isEntry, MESSAGE_HEADER_BYTES } from "./frame.ts";
 import { log } from "./log.ts";
 
 /** A segment file found when the spool opened. */
@@ -187,7 +187,7 @@ function scanSegment(
     const length = view.getUint32(pos);
     const end = pos + 4 + length;
     if (length < MESSAGE_HEADER_BYTES - 4 || end > bytes.length) break;
-    if (bytes[pos + 4] !== FrameType.Message) break;
+    if (!isEntry(bytes[pos + 4]!)) break;
     const seq = view.getUint32(pos + 5) * TWO_32 + view.getUint32(pos + 9);
     if (seq !== firstSeq + count) break;
     if (pos + MESSAGE_HEADER_BYTES + bytes[pos + 21]! > end) break;
