@@ -25,6 +25,7 @@ import {
 import { log } from "./log.ts";
 import type { ResumeState } from "./resume_state.ts";
 import type { Sink } from "./sink.ts";
+import type { StatusFile } from "./status_file.ts";
 import { clientTlsOptions, HANDSHAKE_TIMEOUT_MS, type TlsMaterial } from "./tls_policy.ts";
 
 /** Options for {@linkcode PullClient}. */
@@ -41,6 +42,8 @@ export interface PullClientOptions {
   sink: Sink;
   /** Resume point storage; without it the client starts at the live tail. */
   state?: ResumeState;
+  /** Where problems are reported for monitoring. */
+  status?: StatusFile;
   /**
    * First reconnect delay, ms.
    * @default {1000}
@@ -95,6 +98,7 @@ export class PullClient {
   #socket: TLSSocket | undefined;
   #epoch: string | undefined;
   #lastTime = 0;
+  #disconnectedSince: Date | undefined = new Date();
 
   constructor(options: PullClientOptions) {
     this.#options = options;
@@ -123,6 +127,11 @@ export class PullClient {
           });
         }
         if (signal?.aborted) break;
+        this.#disconnectedSince ??= new Date();
+        this.#options.status?.set(
+          "connection",
+          `disconnected from ${this.#server} since ${this.#disconnectedSince.toISOString()}`,
+        );
         if (streamed && Date.now() - started > 10_000) attempt = 0;
         const base = Math.min(maxDelay, minDelay * 2 ** attempt);
         const delay = Math.round(base / 2 + Math.random() * base / 2);
@@ -233,6 +242,8 @@ export class PullClient {
     }
     this.#epoch = hello.epoch;
     this.#options.sink.begin?.(hello.epoch);
+    this.#disconnectedSince = undefined;
+    this.#options.status?.set("connection", undefined);
     log("pull").info("connected to {server}, streaming from seq {start} ({behind} behind)", {
       server: this.#server,
       start: hello.start,
@@ -241,7 +252,14 @@ export class PullClient {
   }
 
   async #deliver(frames: Uint8Array): Promise<void> {
-    await this.#options.sink.write(frames);
+    try {
+      await this.#options.sink.write(frames);
+      this.#options.status?.set("sink", undefined);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.#options.status?.set("sink", `${this.#options.sink.description}: ${message}`);
+      throw error;
+    }
     // Find the last message's sequence number and time.
     const frame = new FrameReader(frames);
     let seq = 0;
@@ -263,6 +281,7 @@ export class PullClient {
       ? `reclog: an unknown number of messages from ${server} may be lost since ${since} (${report.reason})`
       : `reclog: ${report.count} messages from ${server} lost (seq ${report.from}..${report.to}) between ${since} and ${until} (${report.reason})`;
     log("pull").warn("{text}", { text });
+    this.#options.status?.set("lost", text.replace(/^reclog: /, ""));
     await this.#options.sink.write(lossNotice(text));
   }
 }

@@ -12,6 +12,7 @@ import { ResumeState } from "./resume_state.ts";
 import { shutdownSignal } from "./shutdown.ts";
 import { openSink } from "./sink.ts";
 import { MirrorSink } from "./sink_mirror.ts";
+import { StatusFile } from "./status_file.ts";
 import { loadTlsMaterial } from "./tls_policy.ts";
 
 const USAGE = `Usage: reclog pull --server HOST:PORT --cert FILE --key FILE --ca FILE [flags]
@@ -38,6 +39,9 @@ host name), or writes it elsewhere.
                             [$XDG_STATE_HOME/reclog/HOST_PORT.state or
                              ~/.local/state/reclog/HOST_PORT.state]
   --live                    no resume point: start at the live tail every time
+  --status-file FILE        'OK' while connected with no errors, else a line for
+                            each problem (disconnected since when, lost
+                            messages, unwritable mirror), rewritten atomically
   -h, --help                this text
 
 Reconnects with exponential back-off from 1 s to 30 s with jitter. Stops on
@@ -53,6 +57,7 @@ const OPTIONS = {
   mirror: { type: "string" },
   state: { type: "string" },
   live: { type: "boolean", default: false },
+  "status-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -92,6 +97,7 @@ export async function run(args: string[]): Promise<number> {
     sink: sink.description,
     resume: state ? `, resume point in ${state.path}` : " (live tail only)",
   });
+  const status = values["status-file"] ? new StatusFile(values["status-file"]) : undefined;
   const client = new PullClient({
     host: server.host,
     port: server.port,
@@ -99,9 +105,11 @@ export async function run(args: string[]): Promise<number> {
     material,
     sink,
     state,
+    status,
     signal: shutdown.signal,
   });
   await client.run();
+  await status?.flush();
   log("pull").info("stopped");
   return 0;
 }

@@ -289,3 +289,52 @@ Deno.test("file-mode: a file that does not exist yet is waited for; --file error
   assert.equal((await bad.wait()).code, 2);
   assert.match(bad.stderr, /--file '.*=syslog': the stream name 'syslog' is reserved/);
 });
+
+Deno.test("pull --status-file: OK while healthy, names a disconnect and an unwritable mirror, nothing lost", async () => {
+  await using dir = await tempDir();
+  const certs = await makeCerts(dir.path);
+  const log = `${dir.path}/app.log`;
+  await Deno.writeTextFile(log, "");
+  const status = `${dir.path}/status`;
+  const home = `${dir.path}/home`;
+  const served = await startServe(certs, {
+    args: ["--file", log, "--file-state", `${dir.path}/files.json`],
+  });
+  await using pull = await startPull(certs, served.port, {
+    to: null,
+    args: ["--mirror", home, "--state", `${dir.path}/state`, "--status-file", status],
+  });
+  const statusText = () => readOrEmptySync(status);
+  await waitFor(() => statusText() === "OK\n", {
+    what: () => `OK in the status file: ${statusText()}`,
+  });
+
+  // The mirror file cannot be written (a directory is in the way).
+  await Deno.mkdir(`${home}/app.log`, { recursive: true });
+  await append(log, new TextEncoder().encode("line 1\nline 2\n"));
+  await waitFor(() => /cannot write mirror file '.*app\.log'/.test(statusText()), {
+    what: () => `the mirror problem in the status file: ${statusText()}`,
+  });
+  await Deno.remove(`${home}/app.log`);
+  await assertMirrored([], log, home, "app.log");
+  await waitFor(() => statusText() === "OK\n", { what: () => `OK again: ${statusText()}` });
+
+  // The server goes away: named within 5 s.
+  served.process.kill("SIGKILL");
+  await served.process.wait();
+  await served.process[Symbol.asyncDispose]();
+  await waitFor(() => /^disconnected from 127\.0\.0\.1:\d+ since \d{4}-/.test(statusText()), {
+    timeoutMs: 5000,
+    what: () => `the disconnect in the status file within 5 s: ${statusText()}`,
+  });
+  pull.kill("SIGTERM");
+  assert.equal((await pull.wait()).code, 0);
+});
+
+function readOrEmptySync(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
