@@ -144,6 +144,12 @@ export class FanoutServer implements AsyncDisposable {
     return this.#sessions.size;
   }
 
+  /** Uses new certificate material for new connections; established ones go on. */
+  reload(material: TlsMaterial): void {
+    this.#options.material = material;
+    this.#server?.setSecureContext({ cert: material.cert, key: material.key, ca: material.ca });
+  }
+
   /** Binds; resolves with the real address once listening. */
   listen(): Promise<{ host: string; port: number }> {
     const options = this.#options;

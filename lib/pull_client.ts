@@ -105,6 +105,11 @@ export class PullClient {
     this.#server = formatHostPort(options);
   }
 
+  /** Uses new certificate material from the next connection on. */
+  reload(material: TlsMaterial): void {
+    this.#options.material = material;
+  }
+
   /** Connects, streams and reconnects until the signal aborts. */
   async run(): Promise<void> {
     const { signal } = this.#options;

@@ -14,6 +14,7 @@ import { openSink } from "./sink.ts";
 import { MirrorSink } from "./sink_mirror.ts";
 import { StatusFile } from "./status_file.ts";
 import { loadTlsMaterial } from "./tls_policy.ts";
+import { TlsReloader } from "./tls_reloader.ts";
 
 const USAGE = `Usage: reclog pull --server HOST:PORT --cert FILE --key FILE --ca FILE [flags]
 
@@ -44,7 +45,9 @@ host name), or writes it elsewhere.
                             messages, unwritable mirror), rewritten atomically
   -h, --help                this text
 
-Reconnects with exponential back-off from 1 s to 30 s with jitter. Stops on
+--cert, --key and --ca are read again on SIGHUP and when they change on disk
+(used from the next connection on). Reconnects with exponential back-off from
+1 s to 30 s with jitter. Stops on
 SIGINT/SIGTERM with exit code 0. Exit 2 on a usage or configuration error.`;
 
 const OPTIONS = {
@@ -107,6 +110,9 @@ export async function run(args: string[]): Promise<number> {
     state,
     status,
     signal: shutdown.signal,
+  });
+  using _reloader = new TlsReloader(material, {
+    onReload: (next) => client.reload(next),
   });
   await client.run();
   await status?.flush();

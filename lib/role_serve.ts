@@ -20,6 +20,7 @@ import { UdpSource } from "./source_udp.ts";
 import { TcpSource } from "./source_tcp.ts";
 import { FileTail } from "./source_file.ts";
 import { FileCheckpoints } from "./file_checkpoints.ts";
+import { TlsReloader } from "./tls_reloader.ts";
 import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "./tls_policy.ts";
 
 const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
@@ -68,6 +69,8 @@ Journal (every message gets a sequence number; clients resume from theirs):
 
   -h, --help                this text
 
+--cert, --key and --ca are read again on SIGHUP and when they change on disk
+(new connections use them; a bad set is refused and the old one kept).
 Stops cleanly on SIGINT/SIGTERM (exit 0). Exit 2 on a usage or configuration error.`;
 
 const OPTIONS = {
@@ -215,6 +218,7 @@ export async function run(args: string[]): Promise<number> {
   const server = stack.use(
     new FanoutServer(journal, { host: listen.host, port: listen.port, material, policy }),
   );
+  stack.use(new TlsReloader(material, { onReload: (next) => server.reload(next) }));
   const address = await bind(() => server.listen(), "--listen", values.listen);
   // Everything is bound: only now say so, so a failure above prints one line.
   for (const line of bound) log("serve").info(line);

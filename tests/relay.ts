@@ -62,9 +62,10 @@ export interface StartPullOptions {
   to?: string | null;
   /** Extra flags (default `--live`). */
   args?: string[];
-  /** Client certificate and key (default the test client's). */
+  /** Client certificate, key and CA bundle (default the test client's). */
   cert?: string;
   key?: string;
+  ca?: string;
   /** Wait for the connection (default true). */
   waitConnected?: boolean;
 }
@@ -86,7 +87,7 @@ export async function startPull(
     "--key",
     options.key ?? certs.clientKey,
     "--ca",
-    certs.ca,
+    options.ca ?? certs.ca,
     ...(options.to === null ? [] : ["--to", options.to ?? "-"]),
     ...(options.args ?? ["--live"]),
   ]);
