@@ -32,6 +32,7 @@ import {
   type TlsMaterial,
 } from "./tls_policy.ts";
 import { formatHostPort } from "./cli.ts";
+import type { Counter, Metrics } from "./metrics.ts";
 
 /** Options for {@linkcode FanoutServer}. */
 export interface FanoutServerOptions {
@@ -63,6 +64,8 @@ export interface FanoutServerOptions {
    * @default {65536}
    */
   maxFrame?: number;
+  /** Counts what is sent, refused and lost. */
+  metrics?: Metrics;
   /** Closes the server when aborted. */
   signal?: AbortSignal;
 }
@@ -157,10 +160,9 @@ export class FanoutServer implements AsyncDisposable {
     this.#server = server;
     server.on("secureConnection", (socket: TLSSocket) => this.#accept(socket));
     server.on("tlsClientError", (error: Error, socket: TLSSocket) => {
-      log("serve").warn("client {address} refused: {reason}", {
-        address: remote(socket),
-        reason: tlsReason(error),
-      });
+      const reason = tlsReason(error);
+      log("serve").warn("client {address} refused: {reason}", { address: remote(socket), reason });
+      this.#refused(reason);
       socket.destroy();
     });
     options.signal?.addEventListener("abort", () => this.close("server shutting down"), {
@@ -182,6 +184,7 @@ export class FanoutServer implements AsyncDisposable {
     const reason = checkPeer(socket, this.#options.policy, this.#options.material.authorities);
     if (reason) {
       log("serve").warn("client {address} refused: {reason}", { address, reason });
+      this.#refused(reason);
       socket.end(encodeControl(FrameType.Close, `refused: ${reason}`));
       socket.destroySoon();
       return;
@@ -193,6 +196,15 @@ export class FanoutServer implements AsyncDisposable {
     });
     this.#sessions.add(session);
     session.done.then(() => this.#sessions.delete(session));
+  }
+
+  #refused(reason: string): void {
+    const category = REFUSAL_CATEGORIES.find(([pattern]) => pattern.test(reason))?.[1] ?? "other";
+    this.#options.metrics?.counter(
+      "reclog_tls_refusals_total",
+      "TLS clients refused, by reason",
+      { reason: category },
+    ).inc();
   }
 
   /** Says `reason` to every client, closes them and stops listening; safe to call twice. */
@@ -212,6 +224,18 @@ export class FanoutServer implements AsyncDisposable {
     await this.close();
   }
 }
+
+const REFUSAL_CATEGORIES: Array<[RegExp, string]> = [
+  [/no client certificate/, "no_certificate"],
+  [/not signed by --ca/, "unknown_ca"],
+  [/expired/, "expired"],
+  [/not valid yet/, "not_yet_valid"],
+  [/TLS version/, "tls_version"],
+  [/--issuer/, "issuer"],
+  [/--allow-cn/, "cn"],
+  [/--allow-fingerprint/, "fingerprint"],
+  [/timed out/, "handshake_timeout"],
+];
 
 function remote(socket: TLSSocket): string {
   // Deno's node:tls keeps the address on the wrapped TCP socket.
@@ -254,6 +278,9 @@ class ClientSession {
   #lastReceived = Date.now();
   #timer: ReturnType<typeof setInterval>;
   #closing = false;
+  #sentMessages: Counter | undefined;
+  #sentBytes: Counter | undefined;
+  #lost: Counter | undefined;
   #resolveDone!: () => void;
 
   constructor(
@@ -341,6 +368,24 @@ class ClientSession {
       start,
       behind: journal.nextSeq - start,
     });
+    const metrics = this.#options.metrics;
+    if (metrics) {
+      const labels = { client: `${this.#peer.name}@${this.#peer.address}` };
+      this.#sentMessages = metrics.counter(
+        "reclog_client_messages_total",
+        "Messages sent to each connected client",
+        labels,
+      );
+      this.#sentBytes = metrics.counter(
+        "reclog_client_bytes_total",
+        "Bytes of frames sent to each connected client",
+        labels,
+      );
+      this.#lost = metrics.counter(
+        "reclog_lost_messages_total",
+        "Messages clients were told they lost (fell behind the journal)",
+      );
+    }
     this.#unsubscribe = journal.onAppend(() => this.#pump());
     this.#pump();
   }
@@ -370,12 +415,15 @@ class ClientSession {
           reason: "client fell behind the journal's retention",
         };
         this.#write(encodeControl(FrameType.Lost, report));
+        this.#lost?.inc(read.count);
       } else {
         // The segment's buffer must not be recycled while this write is in flight.
         const { segment } = read;
         this.#journal.pin(segment);
         this.#lastSent = Date.now();
         this.#socket.write(read.bytes, () => this.#journal.unpin(segment));
+        this.#sentMessages?.inc(read.endSeq - read.firstSeq);
+        this.#sentBytes?.inc(read.bytes.length);
       }
     }
   }
@@ -414,6 +462,9 @@ class ClientSession {
     this.#closing = true;
     clearInterval(this.#timer);
     this.#unsubscribe?.();
+    const labels = { client: `${this.#peer.name}@${this.#peer.address}` };
+    this.#options.metrics?.remove("reclog_client_messages_total", labels);
+    this.#options.metrics?.remove("reclog_client_bytes_total", labels);
     log("serve").info("client {address} ({name}) disconnected: {reason}", {
       address: this.#peer.address,
       name: this.#peer.name,

@@ -26,6 +26,7 @@ import { log } from "./log.ts";
 import type { ResumeState } from "./resume_state.ts";
 import type { Sink } from "./sink.ts";
 import type { StatusFile } from "./status_file.ts";
+import type { Counter, Metrics } from "./metrics.ts";
 import { clientTlsOptions, HANDSHAKE_TIMEOUT_MS, type TlsMaterial } from "./tls_policy.ts";
 
 /** Options for {@linkcode PullClient}. */
@@ -44,6 +45,13 @@ export interface PullClientOptions {
   state?: ResumeState;
   /** Where problems are reported for monitoring. */
   status?: StatusFile;
+  /** Counts what arrives, reconnects and losses. */
+  metrics?: Metrics;
+  /**
+   * Name of this upstream in status lines and metric labels.
+   * @default {HOST:PORT of the server}
+   */
+  name?: string;
   /**
    * First reconnect delay, ms.
    * @default {1000}
@@ -99,10 +107,51 @@ export class PullClient {
   #epoch: string | undefined;
   #lastTime = 0;
   #disconnectedSince: Date | undefined = new Date();
+  readonly #counters: {
+    messages?: Counter;
+    bytes?: Counter;
+    reconnects?: Counter;
+    lost?: Counter;
+  } = {};
 
   constructor(options: PullClientOptions) {
     this.#options = options;
-    this.#server = formatHostPort(options);
+    this.#server = options.name ?? formatHostPort(options);
+    const metrics = options.metrics;
+    if (metrics) {
+      const labels = { upstream: this.#server };
+      this.#counters.messages = metrics.counter(
+        "reclog_pull_messages_total",
+        "Messages handed to the sink",
+        labels,
+      );
+      this.#counters.bytes = metrics.counter(
+        "reclog_pull_bytes_total",
+        "Bytes of frames handed to the sink",
+        labels,
+      );
+      this.#counters.reconnects = metrics.counter(
+        "reclog_pull_reconnects_total",
+        "Reconnection attempts",
+        labels,
+      );
+      this.#counters.lost = metrics.counter(
+        "reclog_pull_lost_messages_total",
+        "Messages the server reported lost",
+        labels,
+      );
+      metrics.gauge(
+        "reclog_pull_connected",
+        "1 while streaming",
+        labels,
+        () => this.connected ? 1 : 0,
+      );
+    }
+  }
+
+  /** Whether a connection is streaming now. */
+  get connected(): boolean {
+    return this.#disconnectedSince === undefined;
   }
 
   /** Uses new certificate material from the next connection on. */
@@ -134,13 +183,14 @@ export class PullClient {
         if (signal?.aborted) break;
         this.#disconnectedSince ??= new Date();
         this.#options.status?.set(
-          "connection",
+          `${this.#server} connection`,
           `disconnected from ${this.#server} since ${this.#disconnectedSince.toISOString()}`,
         );
         if (streamed && Date.now() - started > 10_000) attempt = 0;
         const base = Math.min(maxDelay, minDelay * 2 ** attempt);
         const delay = Math.round(base / 2 + Math.random() * base / 2);
         attempt++;
+        this.#counters.reconnects?.inc();
         log("pull").info("{server}: reconnecting in {delay} ms (attempt {attempt})", {
           server: this.#server,
           delay,
@@ -248,7 +298,7 @@ export class PullClient {
     this.#epoch = hello.epoch;
     this.#options.sink.begin?.(hello.epoch);
     this.#disconnectedSince = undefined;
-    this.#options.status?.set("connection", undefined);
+    this.#options.status?.set(`${this.#server} connection`, undefined);
     log("pull").info("connected to {server}, streaming from seq {start} ({behind} behind)", {
       server: this.#server,
       start: hello.start,
@@ -259,20 +309,27 @@ export class PullClient {
   async #deliver(frames: Uint8Array): Promise<void> {
     try {
       await this.#options.sink.write(frames);
-      this.#options.status?.set("sink", undefined);
+      this.#options.status?.set(`${this.#server} sink`, undefined);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.#options.status?.set("sink", `${this.#options.sink.description}: ${message}`);
+      this.#options.status?.set(
+        `${this.#server} sink`,
+        `${this.#options.sink.description}: ${message}`,
+      );
       throw error;
     }
     // Find the last message's sequence number and time.
     const frame = new FrameReader(frames);
     let seq = 0;
+    let count = 0;
     while (frame.next()) {
       if (!isEntry(frame.type)) continue;
       seq = frame.seq;
       this.#lastTime = frame.time;
+      count++;
     }
+    this.#counters.messages?.inc(count);
+    this.#counters.bytes?.inc(frames.length);
     if (this.#epoch) {
       this.#options.state?.advance({ epoch: this.#epoch, next: seq + 1, lastTime: this.#lastTime });
     }
@@ -286,7 +343,8 @@ export class PullClient {
       ? `reclog: an unknown number of messages from ${server} may be lost since ${since} (${report.reason})`
       : `reclog: ${report.count} messages from ${server} lost (seq ${report.from}..${report.to}) between ${since} and ${until} (${report.reason})`;
     log("pull").warn("{text}", { text });
-    this.#options.status?.set("lost", text.replace(/^reclog: /, ""));
+    this.#options.status?.set(`${this.#server} lost`, text.replace(/^reclog: /, ""));
+    this.#counters.lost?.inc(report.count);
     await this.#options.sink.write(lossNotice(text));
   }
 }

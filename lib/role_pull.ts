@@ -5,7 +5,18 @@
  * @module
  */
 
-import { ConfigError, parseEndpoint, parseHostPort, parseRoleArgs } from "./cli.ts";
+import {
+  ConfigError,
+  type Endpoint,
+  errorMessage,
+  formatHostPort,
+  type HostPort,
+  parseEndpoint,
+  parseHostPort,
+  parseRoleArgs,
+  readFlagFile,
+} from "./cli.ts";
+import { Metrics } from "./metrics.ts";
 import { log } from "./log.ts";
 import { PullClient } from "./pull_client.ts";
 import { ResumeState } from "./resume_state.ts";
@@ -17,6 +28,7 @@ import { loadTlsMaterial } from "./tls_policy.ts";
 import { TlsReloader } from "./tls_reloader.ts";
 
 const USAGE = `Usage: reclog pull --server HOST:PORT --cert FILE --key FILE --ca FILE [flags]
+       reclog pull --config FILE [--status-file FILE] [--metrics HOST:PORT]
 
 Connects out to 'reclog serve', reconnects forever, and re-injects every
 message unchanged into the local syslog (so it is filed under the server's
@@ -43,6 +55,11 @@ host name), or writes it elsewhere.
   --status-file FILE        'OK' while connected with no errors, else a line for
                             each problem (disconnected since when, lost
                             messages, unwritable mirror), rewritten atomically
+  --metrics HOST:PORT       Prometheus text format at /metrics; /healthz is 'ok'
+                            while every upstream is connected, else 503
+  --config FILE             several upstreams in one process (JSON, see the
+                            README); replaces --server, --cert, --key, --ca,
+                            --server-name, --to, --mirror, --state
   -h, --help                this text
 
 --cert, --key and --ca are read again on SIGHUP and when they change on disk
@@ -61,6 +78,8 @@ const OPTIONS = {
   state: { type: "string" },
   live: { type: "boolean", default: false },
   "status-file": { type: "string" },
+  config: { type: "string" },
+  metrics: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -82,42 +101,212 @@ export async function run(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  for (const flag of ["server", "cert", "key", "ca"] as const) {
-    if (!values[flag]) throw new ConfigError(`--${flag} is required (see 'reclog pull --help')`);
-  }
-  if (values.live && values.state) throw new ConfigError("--live and --state exclude each other");
-  const server = parseHostPort(values.server!, "--server");
-  if (values.to && values.mirror) throw new ConfigError("--to and --mirror exclude each other");
-  const endpoint = parseEndpoint(values.to ?? "udp://127.0.0.1:514", "--to", "udp");
-  const material = await loadTlsMaterial({ cert: values.cert!, key: values.key!, ca: values.ca! });
-  const statePath = values.live ? undefined : values.state ?? defaultStatePath(server);
+  const config: PullConfig = values.config
+    ? await readConfig(values.config, values)
+    : { upstreams: [upstreamFromFlags(values)] };
+  const upstreams = config.upstreams;
+  const statusPath = values["status-file"] ?? config.statusFile;
+  const metricsAddress = values.metrics ?? config.metrics;
+  const materials = await Promise.all(
+    upstreams.map((upstream) =>
+      loadTlsMaterial({ cert: upstream.cert, key: upstream.key, ca: upstream.ca }).catch(
+        (error) => {
+          if (error instanceof ConfigError && values.config) {
+            throw new ConfigError(
+              `--config '${values.config}', upstream '${upstream.name}': ${error.message}`,
+            );
+          }
+          throw error;
+        },
+      )
+    ),
+  );
 
   using shutdown = shutdownSignal();
-  await using sink = values.mirror ? new MirrorSink(values.mirror) : openSink(endpoint);
-  await using state = statePath ? await ResumeState.open(statePath) : undefined;
-  log("pull").info("pulling from {server} into {sink}{resume}", {
-    server: values.server,
-    sink: sink.description,
-    resume: state ? `, resume point in ${state.path}` : " (live tail only)",
-  });
-  const status = values["status-file"] ? new StatusFile(values["status-file"]) : undefined;
-  const client = new PullClient({
-    host: server.host,
-    port: server.port,
-    serverName: values["server-name"] ?? server.host,
-    material,
-    sink,
-    state,
-    status,
-    signal: shutdown.signal,
-  });
-  using _reloader = new TlsReloader(material, {
-    onReload: (next) => client.reload(next),
-  });
-  await client.run();
+  await using stack = new AsyncDisposableStack();
+  const status = statusPath ? new StatusFile(statusPath) : undefined;
+  const metrics = new Metrics();
+  const clients: PullClient[] = [];
+  for (const [i, upstream] of upstreams.entries()) {
+    const material = materials[i]!;
+    const sink = stack.use(
+      upstream.mirror ? new MirrorSink(upstream.mirror) : openSink(upstream.endpoint),
+    );
+    const state = upstream.state ? stack.use(await ResumeState.open(upstream.state)) : undefined;
+    log("pull").info("pulling from {server} into {sink}{resume}", {
+      server: upstream.name,
+      sink: sink.description,
+      resume: state ? `, resume point in ${state.path}` : " (live tail only)",
+    });
+    const client = new PullClient({
+      host: upstream.server.host,
+      port: upstream.server.port,
+      serverName: upstream.serverName,
+      name: upstreams.length > 1 ? upstream.name : undefined,
+      material,
+      sink,
+      state,
+      status,
+      metrics,
+      signal: shutdown.signal,
+    });
+    stack.use(new TlsReloader(material, { onReload: (next) => client.reload(next) }));
+    clients.push(client);
+  }
+  if (metricsAddress) {
+    const address = parseHostPort(metricsAddress, "--metrics");
+    stack.use(await metrics.serve(address, () => clients.every((client) => client.connected)));
+  }
+  // Each upstream runs on its own: one that fails never stalls the others.
+  await Promise.all(clients.map((client) => client.run()));
   await status?.flush();
   log("pull").info("stopped");
   return 0;
+}
+
+/** One server to pull from, and where its messages go. */
+interface Upstream {
+  name: string;
+  server: HostPort;
+  serverName: string;
+  cert: string;
+  key: string;
+  ca: string;
+  endpoint: Endpoint;
+  mirror?: string;
+  state?: string;
+}
+
+type Values = ReturnType<typeof parseRoleArgs<typeof OPTIONS>>["values"];
+
+/** What `--config FILE` holds. */
+interface PullConfig {
+  upstreams: Upstream[];
+  statusFile?: string;
+  metrics?: string;
+}
+
+function upstreamFromFlags(values: Values): Upstream {
+  for (const flag of ["server", "cert", "key", "ca"] as const) {
+    if (!values[flag]) throw new ConfigError(`--${flag} is required (see 'reclog pull --help')`);
+  }
+  return upstream({
+    server: values.server!,
+    cert: values.cert!,
+    key: values.key!,
+    ca: values.ca!,
+    serverName: values["server-name"],
+    to: values.to,
+    mirror: values.mirror,
+    state: values.state,
+    live: values.live,
+  }, (field) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+}
+
+/** The fields of one upstream, from flags or a config file. */
+interface UpstreamFields {
+  name?: string;
+  server: string;
+  cert: string;
+  key: string;
+  ca: string;
+  serverName?: string;
+  to?: string;
+  mirror?: string;
+  state?: string;
+  live?: boolean;
+}
+
+function upstream(fields: UpstreamFields, flag: (field: string) => string): Upstream {
+  if (fields.live && fields.state) {
+    throw new ConfigError(`${flag("live")} and ${flag("state")} exclude each other`);
+  }
+  if (fields.to && fields.mirror) {
+    throw new ConfigError(`${flag("to")} and ${flag("mirror")} exclude each other`);
+  }
+  const server = parseHostPort(fields.server, flag("server"));
+  return {
+    name: fields.name ?? formatHostPort(server),
+    server,
+    serverName: fields.serverName ?? server.host,
+    cert: fields.cert,
+    key: fields.key,
+    ca: fields.ca,
+    endpoint: parseEndpoint(fields.to ?? "udp://127.0.0.1:514", flag("to"), "udp"),
+    mirror: fields.mirror,
+    state: fields.live ? undefined : fields.state ?? defaultStatePath(server),
+  };
+}
+
+const UPSTREAM_FIELDS: Record<string, "string" | "boolean"> = {
+  name: "string",
+  server: "string",
+  cert: "string",
+  key: "string",
+  ca: "string",
+  serverName: "string",
+  to: "string",
+  mirror: "string",
+  state: "string",
+  live: "boolean",
+};
+
+/** Reads `--config FILE` (see the README for its shape). */
+async function readConfig(path: string, values: Values): Promise<PullConfig> {
+  for (
+    const flag of ["server", "cert", "key", "ca", "to", "mirror", "state", "server-name"] as const
+  ) {
+    if (values[flag] !== undefined) {
+      throw new ConfigError(`--config and --${flag} exclude each other (put it in the file)`);
+    }
+  }
+  const where = `--config '${path}'`;
+  let config: unknown;
+  try {
+    config = JSON.parse(await readFlagFile("--config", path));
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`${where}: not valid JSON (${errorMessage(error)})`);
+  }
+  if (
+    typeof config !== "object" || config === null ||
+    !Array.isArray((config as { upstreams?: unknown }).upstreams)
+  ) {
+    throw new ConfigError(`${where}: expected an object with an "upstreams" array`);
+  }
+  const { upstreams, statusFile, metrics, ...rest } = config as {
+    upstreams: unknown[];
+    statusFile?: unknown;
+    metrics?: unknown;
+  };
+  for (const key of Object.keys(rest)) throw new ConfigError(`${where}: unknown key "${key}"`);
+  if (statusFile !== undefined && typeof statusFile !== "string") {
+    throw new ConfigError(`${where}: "statusFile" must be a string`);
+  }
+  if (metrics !== undefined && typeof metrics !== "string") {
+    throw new ConfigError(`${where}: "metrics" must be a string`);
+  }
+  if (upstreams.length === 0) throw new ConfigError(`${where}: "upstreams" is empty`);
+  const names = new Set<string>();
+  const parsed = upstreams.map((entry, i) => {
+    const at = `${where}, upstreams[${i}]`;
+    if (typeof entry !== "object" || entry === null) {
+      throw new ConfigError(`${at}: expected an object`);
+    }
+    for (const [key, value] of Object.entries(entry)) {
+      const type = UPSTREAM_FIELDS[key];
+      if (!type) throw new ConfigError(`${at}: unknown key "${key}"`);
+      if (typeof value !== type) throw new ConfigError(`${at}: "${key}" must be a ${type}`);
+    }
+    for (const key of ["server", "cert", "key", "ca"]) {
+      if (!(key in entry)) throw new ConfigError(`${at}: "${key}" is required`);
+    }
+    const result = upstream(entry as UpstreamFields, (field) => `${at}.${field}`);
+    if (names.has(result.name)) throw new ConfigError(`${at}: name "${result.name}" used twice`);
+    names.add(result.name);
+    return result;
+  });
+  return { upstreams: parsed, statusFile, metrics };
 }
 
 function defaultStatePath(server: { host: string; port: number }): string {

@@ -21,6 +21,7 @@ import { TcpSource } from "./source_tcp.ts";
 import { FileTail } from "./source_file.ts";
 import { FileCheckpoints } from "./file_checkpoints.ts";
 import { TlsReloader } from "./tls_reloader.ts";
+import { Metrics, udpDrops } from "./metrics.ts";
 import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "./tls_policy.ts";
 
 const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
@@ -67,6 +68,9 @@ Journal (every message gets a sequence number; clients resume from theirs):
   --max-message SIZE        longest syslog message over TCP; longer ones are
                             cut and counted                    [64KiB]
 
+Monitoring:
+  --metrics HOST:PORT       Prometheus text format at /metrics, 'ok' at /healthz
+
   -h, --help                this text
 
 --cert, --key and --ca are read again on SIGHUP and when they change on disk
@@ -83,6 +87,7 @@ const OPTIONS = {
   file: { type: "string", multiple: true },
   rotated: { type: "string", multiple: true },
   "from-start": { type: "boolean", default: false },
+  metrics: { type: "string" },
   "file-state": { type: "string" },
   issuer: { type: "string" },
   "allow-cn": { type: "string", multiple: true },
@@ -168,11 +173,18 @@ export async function run(args: string[]): Promise<number> {
   }
   using _journal = journal;
   await using stack = new AsyncDisposableStack();
+  const metrics = new Metrics();
   const bound: string[] = [];
   for (const input of inputs) {
     const stream = input.stream;
-    const onMessage = (buf: Uint8Array, start: number, end: number) =>
+    const label = { input: `${input.flag.slice(2)} ${input.value}` };
+    const messages = metrics.counter("reclog_input_messages_total", "Messages received", label);
+    const bytes = metrics.counter("reclog_input_bytes_total", "Bytes of messages received", label);
+    const onMessage = (buf: Uint8Array, start: number, end: number) => {
+      messages.inc();
+      bytes.inc(end - start);
       journal.append(stream, buf, start, end);
+    };
     const { host, port } = input;
     const source: UdpSource | TcpSource = stack.use(
       input.kind === "udp" ? new UdpSource({ host, port, onMessage }) : new TcpSource({
@@ -189,6 +201,14 @@ export async function run(args: string[]): Promise<number> {
     bound.push(
       `${what} listening on ${formatHostPort({ host: address.hostname, port: address.port })}`,
     );
+    if (input.kind === "udp") {
+      metrics.gauge(
+        "reclog_udp_receive_drops",
+        "Datagrams the kernel dropped on the input socket (/proc/net/udp)",
+        label,
+        () => udpDrops(address.port) ?? NaN,
+      );
+    }
   }
   if (files.length > 0) {
     const tails = new Map<string, FileTail>();
@@ -216,10 +236,46 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const server = stack.use(
-    new FanoutServer(journal, { host: listen.host, port: listen.port, material, policy }),
+    new FanoutServer(journal, {
+      host: listen.host,
+      port: listen.port,
+      material,
+      policy,
+      metrics,
+    }),
   );
   stack.use(new TlsReloader(material, { onReload: (next) => server.reload(next) }));
   const address = await bind(() => server.listen(), "--listen", values.listen);
+  if (values.metrics) {
+    const address = parseHostPort(values.metrics, "--metrics");
+    metrics.gauge("reclog_clients_connected", "Clients streaming", {}, () => server.clients);
+    metrics.gauge(
+      "reclog_journal_entries",
+      "Messages held",
+      {},
+      () => journal.nextSeq - journal.firstSeq,
+    );
+    metrics.gauge("reclog_journal_bytes", "Bytes of segments in memory", {}, () => journal.bytes);
+    metrics.gauge(
+      "reclog_journal_disk_bytes",
+      "Bytes of segments in the spool",
+      {},
+      () => journal.diskBytes,
+    );
+    metrics.gauge(
+      "reclog_journal_oldest_seq",
+      "Oldest sequence number held",
+      {},
+      () => journal.firstSeq,
+    );
+    metrics.gauge(
+      "reclog_journal_next_seq",
+      "Sequence number of the next message",
+      {},
+      () => journal.nextSeq,
+    );
+    stack.use(await bind(() => metrics.serve(address, () => true), "--metrics", values.metrics));
+  }
   // Everything is bound: only now say so, so a failure above prints one line.
   for (const line of bound) log("serve").info(line);
   log("serve").info("mTLS listening on {address} (journal {epoch}, {bytes} bytes)", {
