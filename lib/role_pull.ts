@@ -296,7 +296,7 @@ async function readConfig(path: string, values: Values): Promise<PullConfig> {
     for (const [key, value] of Object.entries(entry)) {
       const type = UPSTREAM_FIELDS[key];
       if (!type) throw new ConfigError(`${at}: unknown key "${key}"`);
-      if (typeof value !== type) throw new ConfigError(`${at}: "${key}" must be a ${type}`);
+      if (typeOf(value) !== type) throw new ConfigError(`${at}: "${key}" must be a ${type}`);
     }
     for (const key of ["server", "cert", "key", "ca"]) {
       if (!(key in entry)) throw new ConfigError(`${at}: "${key}" is required`);
@@ -314,4 +314,8 @@ function defaultStatePath(server: { host: string; port: number }): string {
     `${Deno.env.get("HOME") ?? "."}/.local/state`;
   const name = `${server.host}_${server.port}`.replace(/[^A-Za-z0-9._-]/g, "_");
   return `${base}/reclog/${name}.state`;
+}
+
+function typeOf(value: unknown): string {
+  return typeof value;
 }
