@@ -432,7 +432,8 @@ function warningsOf(pipeline: Pipeline | undefined): string[] {
     p.running.stderr.split("\n").filter((line) =>
       /\b(WRN|WARN|ERR|ERROR|FTL|error)\b/i.test(line) &&
       // The readiness probe's plain connect to rsyslog B's TLS port is logged as an error.
-      !/failed to process incoming connection|will be closed due to error/.test(line)
+      !/failed to process incoming connection|will be closed due to error|HandshakeCheck|unexpected eof/
+        .test(line)
     ).map((line) => `${p.name}: ${line}`)
   ).slice(0, 20);
 }
