@@ -8,6 +8,7 @@
 
 import { formatHostPort, type HostPort } from "./cli.ts";
 import { log } from "./log.ts";
+import { readFileRaw } from "./libc.ts";
 
 /** Label names and values of one series. */
 export type Labels = Record<string, string>;
@@ -169,7 +170,7 @@ export function udpDrops(port: number): number | undefined {
   const hex = port.toString(16).toUpperCase().padStart(4, "0");
   let total: number | undefined;
   for (const file of ["/proc/net/udp", "/proc/net/udp6"]) {
-    const text = readProcFile(file);
+    const text = readFileRaw(file);
     if (text === undefined) continue;
     for (const line of text.split("\n").slice(1)) {
       const fields = line.trim().split(/\s+/);
@@ -179,57 +180,4 @@ export function udpDrops(port: number): number | undefined {
     }
   }
   return total;
-}
-
-const LIBC_PATHS = [
-  "/lib/x86_64-linux-gnu/libc.so.6",
-  "/lib/aarch64-linux-gnu/libc.so.6",
-  "/usr/lib64/libc.so.6",
-  "/usr/lib/libc.so.6",
-];
-const PROC_SYMBOLS = {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-} as const;
-let procLibc: Deno.DynamicLibrary<typeof PROC_SYMBOLS> | null | undefined;
-
-function readProcFile(path: string): string | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  if (procLibc === undefined) {
-    procLibc = null;
-    for (const lib of LIBC_PATHS) {
-      try {
-        procLibc = Deno.dlopen(lib, PROC_SYMBOLS);
-        break;
-      } catch {
-        // try the next one
-      }
-    }
-  }
-  if (!procLibc) return undefined;
-  const fd = procLibc.symbols.open(new TextEncoder().encode(path + "\0"), 0);
-  if (fd < 0) return undefined;
-  try {
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(64 * 1024);
-    for (;;) {
-      const n = Number(procLibc.symbols.read(fd, buf, BigInt(buf.length)));
-      if (n <= 0) break;
-      chunks.push(buf.slice(0, n));
-    }
-    return new TextDecoder().decode(concat(chunks));
-  } finally {
-    procLibc.symbols.close(fd);
-  }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }

@@ -277,6 +277,7 @@ const APT_PACKAGE: Record<string, string> = {
   logger: "bsdutils",
   openssl: "openssl",
   nc: "netcat-openbsd",
+  "systemd-analyze": "systemd",
 };
 
 /**

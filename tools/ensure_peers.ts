@@ -19,6 +19,7 @@ const PEERS: Record<string, string> = {
   nc: "netcat-openbsd",
   ss: "iproute2",
   script: "bsdutils",
+  "systemd-analyze": "systemd",
 };
 
 function found(program: string): boolean {

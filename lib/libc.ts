@@ -1,0 +1,156 @@
+/**
+ * The few glibc calls reclog makes through `Deno.dlopen`, where Deno has no
+ * API: socket options (SO_RCVBUF), batched datagram I/O (`recvmmsg`,
+ * `sendmmsg`: hundreds of datagrams per system call instead of one async op
+ * each), and reading /proc files that Deno's permissions keep out of reach.
+ * Linux on x86_64/aarch64 (LP64 struct layouts) only; everything here returns
+ * undefined elsewhere, and callers fall back to the portable path.
+ *
+ * @module
+ */
+
+const LIBC_PATHS = [
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+  "/usr/lib64/libc.so.6",
+  "/usr/lib/libc.so.6",
+];
+
+const SYMBOLS = {
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+/** The loaded library. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+let loaded: Libc | null | undefined;
+let loadError = "";
+
+/**
+ * glibc, loaded once; undefined where it cannot be (not Linux, no FFI
+ * permission, another libc).
+ *
+ * @example Check for batched I/O
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * if (libc()) console.log("recvmmsg available");
+ * ```
+ */
+export function libc(): Libc | undefined {
+  if (loaded !== undefined) return loaded ?? undefined;
+  loaded = null;
+  if (
+    Deno.build.os !== "linux" || (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64")
+  ) {
+    loadError = `not supported on ${Deno.build.os}/${Deno.build.arch}`;
+    return undefined;
+  }
+  for (const path of LIBC_PATHS) {
+    try {
+      loaded = Deno.dlopen(path, SYMBOLS);
+      return loaded;
+    } catch (error) {
+      loadError = error instanceof Error ? error.message : String(error);
+    }
+  }
+  return undefined;
+}
+
+/** Why {@linkcode libc} is unavailable. */
+export function libcError(): string {
+  return loadError;
+}
+
+/** `Uint8Array` view of a typed array, for FFI buffers. */
+export function bytesOf(array: Int32Array | Uint32Array | BigInt64Array): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(array.buffer as ArrayBuffer, array.byteOffset, array.byteLength);
+}
+
+const SOL_SOCKET = 1;
+const SO_TYPE = 3;
+const SOCK_DGRAM = 2;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** Reads an int socket option; -1 on failure. */
+export function getIntOption(lib: Libc, fd: number, option: number): number {
+  const value = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  if (lib.symbols.getsockopt(fd, SOL_SOCKET, option, bytesOf(value), bytesOf(length)) !== 0) {
+    return -1;
+  }
+  return value[0]!;
+}
+
+/**
+ * The descriptor of this process's UDP socket bound to `port` (Deno does not
+ * expose descriptors; getsockname on each one finds it); -1 if none.
+ *
+ * @example Find a datagram socket's descriptor
+ * ```ts
+ * import { findUdpSocket, libc } from "./libc.ts";
+ * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const fd = findUdpSocket(libc()!, (conn.addr as Deno.NetAddr).port);
+ * ```
+ */
+export function findUdpSocket(lib: Libc, port: number): number {
+  const address = new Uint8Array(128);
+  const length = new Uint32Array(1);
+  for (let fd = 3; fd < 4096; fd++) {
+    length[0] = address.length;
+    if (lib.symbols.getsockname(fd, address, bytesOf(length)) !== 0) continue;
+    const family = address[0]! | address[1]! << 8;
+    const boundPort = address[2]! << 8 | address[3]!;
+    if (
+      (family === AF_INET || family === AF_INET6) && boundPort === port &&
+      getIntOption(lib, fd, SO_TYPE) === SOCK_DGRAM
+    ) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Reads a whole file with open/read, bypassing Deno's permission on /proc
+ * (reclog's FFI permission already implies that trust); undefined on error.
+ *
+ * @example Read /proc/net/udp
+ * ```ts
+ * import { readFileRaw } from "./libc.ts";
+ * console.log(readFileRaw("/proc/net/udp")?.split("\n").length);
+ * ```
+ */
+export function readFileRaw(path: string): string | undefined {
+  const lib = libc();
+  if (!lib) return undefined;
+  const fd = lib.symbols.open(new TextEncoder().encode(path + "\0"), 0);
+  if (fd < 0) return undefined;
+  try {
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(64 * 1024);
+    let size = 0;
+    for (;;) {
+      const n = Number(lib.symbols.read(fd, buf, BigInt(buf.length)));
+      if (n <= 0) break;
+      chunks.push(buf.slice(0, n));
+      size += n;
+    }
+    const out = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      out.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return new TextDecoder().decode(out);
+  } finally {
+    lib.symbols.close(fd);
+  }
+}
