@@ -184,7 +184,7 @@ export class FileSink implements AsyncDisposable {
     this.#queue.push({ prefix, lines, bytes });
     this.#queuedBytes += bytes;
     this.#queuedLines += lines.length;
-    this.#pumping ??= this.#pump().finally(() => this.#pumping = undefined);
+    this.#startPump();
     return this.#queuedBytes <= this.#highWaterMark;
   }
 
@@ -214,6 +214,15 @@ export class FileSink implements AsyncDisposable {
   /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  #startPump(): void {
+    this.#pumping ??= this.#pump().finally(() => {
+      this.#pumping = undefined;
+      // A write that came after the loop's last look but before this ran
+      // found #pumping still set: start again for it.
+      if (this.#queue.length > 0 && !this.#error) this.#startPump();
+    });
   }
 
   async #pump(): Promise<void> {

@@ -232,7 +232,10 @@ Deno.test("listen: --udp, --timestamp and --peer line forms", async () => {
     udp.close();
   }
   await waitFor(async () => (await readOrEmpty(file)).split("\n").length > 3, {
-    what: () => `three lines; stderr:\n${running.stderr}`,
+    what: () =>
+      `three lines; file: ${
+        JSON.stringify(Deno.readTextFileSync(file))
+      }; stderr:\n${running.stderr}`,
   });
   const lines = (await readOrEmpty(file)).trimEnd().split("\n").sort((a, b) =>
     a.slice(25).localeCompare(b.slice(25))
