@@ -18,9 +18,13 @@ import {
   type TlogMessage,
   type TlogRecord,
 } from "../lib/tlog.ts";
+import { startPull, startServe } from "./relay.ts";
 import {
+  makeCerts,
+  readOrEmpty,
   reclogArgv,
   requirePeer,
+  runProgram,
   runReclog,
   startProgram,
   startReclog,
@@ -532,4 +536,47 @@ Deno.test("play: --follow plays what is appended and stops on SIGTERM", async ()
   const status = await running.wait();
   assert.equal(status.code, 0, running.stderr);
   assertBytes(received(), recording.output, "followed playback");
+});
+
+Deno.test("play: a recording relayed by logger → serve → pull --mirror plays back identically", async () => {
+  const recording = await recorded(MIXED);
+  await using dir = await tempDir();
+  const certs = await makeCerts(dir.path);
+  const served = await startServe(certs);
+  await using _serve = served.process;
+  const mirror = `${dir.path}/home`;
+  await using _pull = await startPull(certs, served.port, {
+    to: null,
+    args: ["--live", "--mirror", mirror],
+  });
+  // The recording goes through syslog as tlog's syslog writer sends it: one
+  // message per JSON record, tagged tlog-rec-session.
+  for (const line of recording.lines) {
+    const out = await runProgram("logger", [
+      "--rfc3164",
+      "-n",
+      "127.0.0.1",
+      "-P",
+      String(served.udpPort),
+      "-d",
+      "--size",
+      "65536",
+      "-t",
+      "tlog-rec-session",
+      line,
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+  }
+  const file = `${mirror}/syslog`;
+  await waitFor(
+    async () => (await readOrEmpty(file)).split("\n").length > recording.lines.length,
+    { what: `${recording.lines.length} relayed records in ${file}` },
+  );
+  assert.match(
+    await readOrEmpty(file),
+    /^<13>\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ tlog-rec-session: \{/,
+  );
+  const played = await play(["--speed", "1000", file]);
+  assert.equal(played.code, 0, played.stderr);
+  assertBytes(played.stdout, recording.output, "relayed recording");
 });
