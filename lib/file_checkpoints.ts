@@ -9,6 +9,7 @@
 import { describeFsError } from "./cli.ts";
 import type { FilePosition } from "./source_file.ts";
 import { log } from "./log.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
 
 /** Options for {@linkcode FileCheckpoints.open}. */
 export interface FileCheckpointsOptions {
@@ -88,21 +89,8 @@ export class FileCheckpoints implements AsyncDisposable {
       }
       const text = JSON.stringify(positions);
       if (text === this.#last) return;
-      const temp = `${this.path}.tmp`;
       try {
-        {
-          using file = await Deno.open(temp, {
-            write: true,
-            create: true,
-            truncate: true,
-            mode: 0o600,
-          });
-          const bytes = new TextEncoder().encode(text + "\n");
-          let offset = 0;
-          while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-          await file.sync();
-        }
-        await Deno.rename(temp, this.path);
+        await writeFileAtomic(this.path, text + "\n", { sync: true });
         this.#last = text;
       } catch (error) {
         log("file").error("cannot save file checkpoints {path}: {error}", {

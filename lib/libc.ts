@@ -9,7 +9,8 @@
  * @module
  */
 
-const LIBC_PATHS = [
+/** Where glibc lives on the Debian-family systems reclog targets. */
+export const LIBC_PATHS = [
   "/lib/x86_64-linux-gnu/libc.so.6",
   "/lib/aarch64-linux-gnu/libc.so.6",
   "/usr/lib64/libc.so.6",

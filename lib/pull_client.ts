@@ -23,6 +23,7 @@ import {
   ProtocolError,
 } from "./frame.ts";
 import { log } from "./log.ts";
+import { sleep } from "./sleep.ts";
 import type { ResumeState } from "./resume_state.ts";
 import type { Sink } from "./sink.ts";
 import type { StatusFile } from "./status_file.ts";
@@ -371,18 +372,4 @@ function describeError(error: unknown): string {
     return `the server's certificate was rejected: ${message}`;
   }
   return message;
-}
-
-/** Waits `ms`, or less if the signal aborts; clears its timer. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

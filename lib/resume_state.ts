@@ -8,6 +8,7 @@
 
 import { describeFsError } from "./cli.ts";
 import { log } from "./log.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
 
 /** A resume point. */
 export interface ResumePoint {
@@ -92,19 +93,8 @@ export class ResumeState implements AsyncDisposable {
     this.#saving = this.#saving.then(async () => {
       const point = this.#point;
       if (!point || point === this.#saved) return;
-      const temp = `${this.path}.tmp`;
       try {
-        using file = await Deno.open(temp, {
-          write: true,
-          create: true,
-          truncate: true,
-          mode: 0o600,
-        });
-        const bytes = new TextEncoder().encode(JSON.stringify(point) + "\n");
-        let offset = 0;
-        while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-        await file.sync();
-        await Deno.rename(temp, this.path);
+        await writeFileAtomic(this.path, JSON.stringify(point) + "\n", { sync: true });
         this.#saved = point;
       } catch (error) {
         log("pull").error("cannot save --state {path}: {error}", {

@@ -14,6 +14,7 @@
 
 import { ConfigError, describeFsError, parseRoleArgs } from "./cli.ts";
 import { log } from "./log.ts";
+import { sleep } from "./sleep.ts";
 import {
   decodeTlogMessage,
   describeSequenceCheck,
@@ -223,19 +224,6 @@ function concat(chunks: Uint8Array[], length: number): Uint8Array {
     offset += chunk.length;
   }
   return data;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, ms));
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 async function sleepUntil(due: number, signal?: AbortSignal): Promise<void> {

@@ -22,6 +22,7 @@ import {
 } from "./cli.ts";
 import { DEFAULT_MAX_LINE, LineSplitStream } from "./line_framing.ts";
 import { log } from "./log.ts";
+import { sleep } from "./sleep.ts";
 import { parseTlsFlags } from "./role_listen.ts";
 import { clientTlsOptions, loadTlsMaterial, type TlsMaterial } from "./tls_policy.ts";
 
@@ -550,21 +551,8 @@ export class LineSender implements AsyncDisposable {
     }
   }
 
-  async #sleep(ms: number): Promise<void> {
-    const stop = this.#stop.signal;
-    if (stop.aborted) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      await new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, ms);
-        onAbort = resolve;
-        stop.addEventListener("abort", onAbort, { once: true });
-      });
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) stop.removeEventListener("abort", onAbort);
-    }
+  #sleep(ms: number): Promise<void> {
+    return sleep(ms, this.#stop.signal);
   }
 }
 

@@ -22,6 +22,7 @@
 import { describeFsError } from "./cli.ts";
 import { FrameReader, FrameType } from "./frame.ts";
 import type { Sink } from "./sink.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
 
 /** Streams that carry messages (a line each) rather than raw file bytes. */
 const MESSAGE_STREAMS = new Set(["syslog", "tcp"]);
@@ -145,8 +146,7 @@ export class MirrorSink implements Sink {
   /** Records what was written (temp file and rename: atomic for a crash). */
   async #saveSidecar(): Promise<void> {
     const path = `${this.#dir}/${SIDECAR}`;
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(this.#written));
-    await Deno.rename(`${path}.tmp`, path);
+    await writeFileAtomic(path, JSON.stringify(this.#written), { mode: 0o640 });
     this.#dirty = false;
   }
 

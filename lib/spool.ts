@@ -13,6 +13,7 @@
 import { describeFsError } from "./cli.ts";
 import { isEntry, MESSAGE_HEADER_BYTES } from "./frame.ts";
 import { log } from "./log.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
 
 /** A segment file found when the spool opened. */
 export interface SpooledSegment {
@@ -116,8 +117,9 @@ export class Spool implements Disposable {
     if (!epoch || segments.length === 0) {
       epoch ??= crypto.randomUUID();
     }
-    await Deno.writeTextFile(`${this.dir}/journal.json.tmp`, JSON.stringify({ epoch }) + "\n");
-    await Deno.rename(`${this.dir}/journal.json.tmp`, `${this.dir}/journal.json`);
+    await writeFileAtomic(`${this.dir}/journal.json`, JSON.stringify({ epoch }) + "\n", {
+      sync: true,
+    });
     return { epoch, segments };
   }
 

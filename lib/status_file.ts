@@ -9,6 +9,7 @@
 
 import { describeFsError } from "./cli.ts";
 import { log } from "./log.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
 
 /**
  * Problems by key, written to a file on every change.
@@ -55,8 +56,7 @@ export class StatusFile {
         : [...this.#problems.values()].join("\n") + "\n";
       if (text === this.#written) return;
       try {
-        await Deno.writeTextFile(`${this.path}.tmp`, text, { mode: 0o644 });
-        await Deno.rename(`${this.path}.tmp`, this.path);
+        await writeFileAtomic(this.path, text, { mode: 0o644 });
         this.#written = text;
       } catch (error) {
         log("status").error("cannot write --status-file {path}: {error}", {

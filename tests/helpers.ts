@@ -8,6 +8,7 @@
 
 import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, type Issued } from "../lib/pki.ts";
+import { PEERS } from "../tools/ensure_peers.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = `${ROOT}main.ts`;
@@ -38,10 +39,22 @@ export interface RunResult {
 /**
  * Runs reclog to completion and returns exit code, stdout and stderr.
  */
-export async function runReclog(args: string[], options: SpawnOptions = {}): Promise<RunResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: reclogArgv(args),
+export function runReclog(args: string[], options: SpawnOptions = {}): Promise<RunResult> {
+  return runCommand(Deno.execPath(), reclogArgv(args), {
+    ...options,
     env: { NO_COLOR: "1", ...options.env },
+  });
+}
+
+/** Runs a command to completion, feeding `options.stdin`, collecting its output. */
+async function runCommand(
+  command: string,
+  args: string[],
+  options: SpawnOptions,
+): Promise<RunResult> {
+  const child = new Deno.Command(command, {
+    args,
+    env: options.env,
     cwd: options.cwd,
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
@@ -268,18 +281,6 @@ export async function makeCerts(dir: string): Promise<CertPaths> {
   };
 }
 
-const APT_PACKAGE: Record<string, string> = {
-  rsyslogd: "rsyslog",
-  socat: "socat",
-  "tlog-rec": "tlog",
-  "tlog-play": "tlog",
-  logrotate: "logrotate",
-  logger: "bsdutils",
-  openssl: "openssl",
-  nc: "netcat-openbsd",
-  "systemd-analyze": "systemd",
-};
-
 /**
  * Returns the full path of a peer program, or throws an error saying what
  * to install. Tests never skip because a peer is missing.
@@ -294,36 +295,19 @@ export function requirePeer(program: string): string {
       // not here
     }
   }
-  const pkg = APT_PACKAGE[program] ?? program;
+  const pkg = PEERS[program] ?? program;
   throw new Error(
     `'${program}' is required by this test but not installed: run 'apt-get install -y ${pkg}' (or .ci/run, which installs it)`,
   );
 }
 
 /** Runs a program to completion. */
-export async function runProgram(
+export function runProgram(
   program: string,
   args: string[],
   options: SpawnOptions = {},
 ): Promise<RunResult> {
-  const child = new Deno.Command(requirePeer(program), {
-    args,
-    env: options.env,
-    cwd: options.cwd,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(
-      typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin,
-    );
-    await writer.close();
-  }
-  const out = await child.output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  return runCommand(requirePeer(program), args, options);
 }
 
 /** A port that was free a moment ago (for peers that cannot report port 0). */

@@ -8,7 +8,8 @@
  * @module
  */
 
-const PEERS: Record<string, string> = {
+/** The programs the tests talk to, and the Debian package of each. */
+export const PEERS: Record<string, string> = {
   rsyslogd: "rsyslog",
   socat: "socat",
   "tlog-rec": "tlog",
