@@ -197,3 +197,18 @@ Deno.test("refused by --allow-cn and --allow-fingerprint", async () => {
     /refused: fingerprint [0-9a-f]{64} is not in --allow-fingerprint/,
   );
 });
+
+Deno.test("a TLS handshake that does not finish in 10 s is dropped and logged", async () => {
+  await using dir = await tempDir();
+  const certs = await makeCerts(dir.path);
+  const served = await startServe(certs);
+  await using serve = served.process;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: served.port });
+  const started = Date.now();
+  // Say nothing: the server must close the connection on its own.
+  const read = await conn.read(new Uint8Array(64)).catch(() => null);
+  const seconds = (Date.now() - started) / 1000;
+  assert.equal(read, null, "the server closed the connection");
+  assert.ok(seconds >= 9 && seconds < 20, `closed after ${seconds} s`);
+  await serve.waitForStderr(/client 127\.0\.0\.1:\d+ refused: TLS handshake timed out/);
+});
