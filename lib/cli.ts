@@ -18,6 +18,7 @@ import type { ParseArgsOptionsConfig } from "node:util";
  * ```
  */
 export class ConfigError extends Error {
+  /** Always `"ConfigError"`. */
   override name = "ConfigError";
 }
 
@@ -47,7 +48,15 @@ export function parseHostPort(value: string, flag: string): HostPort {
   return { host: match[1] ?? match[2]!, port };
 }
 
-/** Formats a host and port back to `HOST:PORT`, bracketing IPv6. */
+/**
+ * Formats a host and port back to `HOST:PORT`, bracketing IPv6.
+ *
+ * @example Format an IPv6 address
+ * ```ts
+ * import { formatHostPort } from "./cli.ts";
+ * console.log(formatHostPort({ host: "::1", port: 514 })); // "[::1]:514"
+ * ```
+ */
 export function formatHostPort(address: HostPort): string {
   return address.host.includes(":")
     ? `[${address.host}]:${address.port}`

@@ -72,7 +72,9 @@ export interface FanoutServerOptions {
 
 /** The greeting a client sends. */
 export interface ClientHello {
+  /** Protocol name; always `"reclog"`. */
   proto: "reclog";
+  /** Protocol version; must equal {@linkcode PROTOCOL_VERSION} or the client is closed. */
   v: number;
   /** Resume point: the journal's epoch and the next sequence number wanted. */
   resume?: { epoch: string; next: number };
@@ -84,8 +86,11 @@ export interface ClientHello {
 
 /** The greeting the server answers with. */
 export interface ServerHello {
+  /** Protocol name; always `"reclog"`. */
   proto: "reclog";
+  /** Protocol version: {@linkcode PROTOCOL_VERSION}. */
   v: number;
+  /** Id of the journal's life; a resume point from another epoch cannot be honoured. */
   epoch: string;
   /** Oldest sequence number held. */
   first: number;
@@ -93,7 +98,9 @@ export interface ServerHello {
   next: number;
   /** Where this client's stream starts. */
   start: number;
+  /** Largest frame the server sends, bytes ({@linkcode DEFAULT_MAX_FRAME}). */
   maxFrame: number;
+  /** Longest the server stays quiet before a keep-alive, ms. */
   keepAliveMs: number;
 }
 
@@ -101,8 +108,9 @@ export interface ServerHello {
 export interface LostReport {
   /** Messages lost (0 when unknown). */
   count: number;
-  /** First and last lost sequence numbers (when known). */
+  /** First lost sequence number (when known). */
   from?: number;
+  /** Last lost sequence number (when known). */
   to?: number;
   /** Set when the client's resume point belongs to another journal. */
   unknown?: boolean;
@@ -137,6 +145,10 @@ export class FanoutServer implements AsyncDisposable {
   readonly #sessions = new Set<ClientSession>();
   #closed: Promise<void> | undefined;
 
+  /**
+   * Makes a server for `journal`; nothing is bound until {@linkcode FanoutServer.listen}.
+   * `options` is kept (not copied): {@linkcode FanoutServer.reload} updates its `material`.
+   */
   constructor(journal: Journal, options: FanoutServerOptions) {
     this.#journal = journal;
     this.#options = options;
@@ -220,6 +232,7 @@ export class FanoutServer implements AsyncDisposable {
     return this.#closed;
   }
 
+  /** Closes like {@linkcode FanoutServer.close} with the default reason. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -31,6 +31,7 @@ export interface FileCheckpointsOptions {
  * ```
  */
 export class FileCheckpoints implements AsyncDisposable {
+  /** The checkpoint file, as given to {@linkcode FileCheckpoints.open}. */
   readonly path: string;
   readonly #saved: Record<string, FilePosition>;
   readonly #current: () => Record<string, FilePosition | undefined>;
@@ -109,6 +110,7 @@ export class FileCheckpoints implements AsyncDisposable {
     await this.save();
   }
 
+  /** Saves a last time and stops, like {@linkcode FileCheckpoints.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

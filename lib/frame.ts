@@ -34,13 +34,22 @@ export const FrameType = {
 /** The protocol version spoken in the greeting. */
 export const PROTOCOL_VERSION = 1;
 
-/** Whether a frame type is a journal entry (carries a sequence number). */
+/**
+ * Whether a frame type is a journal entry (carries a sequence number):
+ * `FrameType.Message` or `FrameType.Rotated`.
+ *
+ * @example Tell entries from control frames
+ * ```ts
+ * import { FrameType, isEntry } from "./frame.ts";
+ * console.log(isEntry(FrameType.Message), isEntry(FrameType.KeepAlive)); // true false
+ * ```
+ */
 export function isEntry(type: number): boolean {
   return type === FrameType.Message || type === FrameType.Rotated;
 }
 
 /** Bytes before a message frame's stream name: length, type, seq, time, stream length. */
-export const MESSAGE_HEADER_BYTES = 4 + 1 + 8 + 8 + 1;
+export const MESSAGE_HEADER_BYTES: number = 4 + 1 + 8 + 8 + 1;
 
 /**
  * Largest frame (LENGTH plus what it counts) either side accepts by default.
@@ -132,8 +141,17 @@ export function encodeControl(type: number, body?: unknown): Uint8Array {
   return frame;
 }
 
-/** A protocol violation by the peer: the connection is closed with this reason. */
+/**
+ * A protocol violation by the peer: the connection is closed with this reason.
+ *
+ * @example Refuse a bad frame
+ * ```ts
+ * import { ProtocolError } from "./frame.ts";
+ * throw new ProtocolError("unexpected frame type 0x00");
+ * ```
+ */
 export class ProtocolError extends Error {
+  /** Always `"ProtocolError"`. */
   override name = "ProtocolError";
 }
 
@@ -170,6 +188,7 @@ export class FrameReader {
   dataStart = 0;
   #view: DataView;
 
+  /** Starts before the first frame of `buf`; call {@linkcode FrameReader.next} to read it. */
   constructor(buf: Uint8Array) {
     this.buf = buf;
     this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -251,6 +270,7 @@ export class FrameSplitter {
   #pending: Uint8Array = new Uint8Array(0);
   #pendingLength = 0;
 
+  /** Makes a splitter with nothing held back. */
   constructor(options: FrameSplitterOptions = {}) {
     this.#maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   }

@@ -45,7 +45,10 @@ export interface JournalOptions {
 
 /** Options for {@linkcode Journal.open}. */
 export interface JournalOpenOptions extends JournalOptions {
-  /** Keep segments in this directory, so a restart continues the journal. */
+  /**
+   * Keep segments in this directory, so a restart continues the journal.
+   * @default {none: memory only}
+   */
   spoolDir?: string;
   /**
    * Bytes of segments kept on disk with a spool.
@@ -54,7 +57,19 @@ export interface JournalOpenOptions extends JournalOptions {
   spoolBytes?: number;
 }
 
-/** A run of frames with consecutive sequence numbers. */
+/**
+ * A run of frames with consecutive sequence numbers. The journal makes and
+ * fills segments; readers see them in {@linkcode CursorRead} results.
+ *
+ * @example Look at the segment a cursor read from
+ * ```ts
+ * import { Journal } from "./journal.ts";
+ * const journal = new Journal();
+ * journal.append(new TextEncoder().encode("syslog"), new TextEncoder().encode("<13>hi"));
+ * const read = journal.cursor(journal.firstSeq).read();
+ * if (read?.kind === "frames") console.log(read.segment.firstSeq, read.segment.endSeq);
+ * ```
+ */
 export class Segment {
   /** Sequence number of the first frame. */
   readonly firstSeq: number;
@@ -66,8 +81,9 @@ export class Segment {
   flushed = 0;
   /** Set once the journal dropped this segment. */
   evicted = false;
-  /** Time of the first and last message, ms. */
+  /** Time of the first message, ms since the epoch. */
   firstTime = 0;
+  /** Time of the last message, ms since the epoch. */
   lastTime = 0;
   /** The frames while held in memory (a spooled segment may be on disk only). */
   buf: Uint8Array | undefined;
@@ -76,6 +92,10 @@ export class Segment {
   /** Its buffer, out of the journal but still pinned: recycled on the last unpin. */
   retired: Uint8Array | undefined;
 
+  /**
+   * Makes an empty segment starting at `firstSeq`, with a `capacity`-byte
+   * buffer (none when `capacity` is 0, for a segment whose bytes are on disk).
+   */
   constructor(firstSeq: number, capacity: number) {
     this.firstSeq = firstSeq;
     this.buf = capacity > 0 ? new Uint8Array(capacity) : undefined;
@@ -106,8 +126,11 @@ export type CursorRead =
  * ```
  */
 export class Journal implements Disposable {
+  /** The journal's epoch id: {@linkcode JournalOptions.epoch} or a random UUID. */
   readonly epoch: string;
+  /** Bytes of messages kept in memory ({@linkcode JournalOptions.maxBytes}). */
   readonly maxBytes: number;
+  /** Size of one segment, bytes ({@linkcode JournalOptions.segmentBytes}). */
   readonly segmentBytes: number;
   readonly #segments: Segment[] = [];
   /** Bytes of segment buffers in memory. */
@@ -127,6 +150,7 @@ export class Journal implements Disposable {
    */
   readonly #pool: Uint8Array[] = [];
 
+  /** Makes an empty in-memory journal; use {@linkcode Journal.open} for a spooled one. */
   constructor(options: JournalOptions = {}) {
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.segmentBytes = options.segmentBytes ??
@@ -370,6 +394,7 @@ export class Journal implements Disposable {
     this.#spool = undefined;
   }
 
+  /** Closes the spool, like {@linkcode Journal.close}. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -395,6 +420,10 @@ export class Cursor {
   #segment: Segment | undefined;
   #offset = 0;
 
+  /**
+   * Starts at `seq`, clamped to between 1 and the journal's next sequence
+   * number; a `seq` already dropped is reported as lost by the first read.
+   */
   constructor(journal: Journal, seq: number) {
     this.#journal = journal;
     this.seq = Math.min(Math.max(seq, 1), journal.nextSeq);

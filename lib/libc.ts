@@ -17,7 +17,45 @@ export const LIBC_PATHS = [
   "/usr/lib/libc.so.6",
 ];
 
-const SYMBOLS = {
+/** The glibc functions reclog binds, as `Deno.dlopen` symbol definitions. */
+export type LibcSymbols = {
+  /** `setsockopt(fd, level, name, value, length)`: 0 or -1. */
+  readonly setsockopt: {
+    readonly parameters: readonly ["i32", "i32", "i32", "buffer", "u32"];
+    readonly result: "i32";
+  };
+  /** `getsockopt(fd, level, name, value, length)`: 0 or -1. */
+  readonly getsockopt: {
+    readonly parameters: readonly ["i32", "i32", "i32", "buffer", "buffer"];
+    readonly result: "i32";
+  };
+  /** `getsockname(fd, address, length)`: 0 or -1. */
+  readonly getsockname: {
+    readonly parameters: readonly ["i32", "buffer", "buffer"];
+    readonly result: "i32";
+  };
+  /** `recvmmsg(fd, messages, count, flags, timeout)`: datagrams received or -1. */
+  readonly recvmmsg: {
+    readonly parameters: readonly ["i32", "buffer", "u32", "i32", "pointer"];
+    readonly result: "i32";
+  };
+  /** `sendmmsg(fd, messages, count, flags)`: datagrams sent or -1. */
+  readonly sendmmsg: {
+    readonly parameters: readonly ["i32", "buffer", "u32", "i32"];
+    readonly result: "i32";
+  };
+  /** `open(path, flags)`: a descriptor or -1. */
+  readonly open: { readonly parameters: readonly ["buffer", "i32"]; readonly result: "i32" };
+  /** `read(fd, buffer, count)`: bytes read, 0 at the end, or -1. */
+  readonly read: {
+    readonly parameters: readonly ["i32", "buffer", "usize"];
+    readonly result: "isize";
+  };
+  /** `close(fd)`: 0 or -1. */
+  readonly close: { readonly parameters: readonly ["i32"]; readonly result: "i32" };
+};
+
+const SYMBOLS: LibcSymbols = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -29,7 +67,7 @@ const SYMBOLS = {
 } as const;
 
 /** The loaded library. */
-export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
+export type Libc = Deno.DynamicLibrary<LibcSymbols>;
 
 let loaded: Libc | null | undefined;
 let loadError = "";
@@ -64,12 +102,30 @@ export function libc(): Libc | undefined {
   return undefined;
 }
 
-/** Why {@linkcode libc} is unavailable. */
+/**
+ * Why {@linkcode libc} is unavailable; empty before the first call to it or
+ * when it loaded.
+ *
+ * @example Explain a fallback
+ * ```ts
+ * import { libc, libcError } from "./libc.ts";
+ * if (!libc()) console.log(`no batched UDP: ${libcError()}`);
+ * ```
+ */
 export function libcError(): string {
   return loadError;
 }
 
-/** `Uint8Array` view of a typed array, for FFI buffers. */
+/**
+ * `Uint8Array` view of a typed array (same memory, no copy), for FFI buffers.
+ *
+ * @example Pass an int to getsockopt
+ * ```ts
+ * import { bytesOf } from "./libc.ts";
+ * const value = new Int32Array(1);
+ * console.log(bytesOf(value).length); // 4
+ * ```
+ */
 export function bytesOf(array: Int32Array | Uint32Array | BigInt64Array): Uint8Array<ArrayBuffer> {
   return new Uint8Array(array.buffer as ArrayBuffer, array.byteOffset, array.byteLength);
 }
@@ -80,7 +136,18 @@ const SOCK_DGRAM = 2;
 const AF_INET = 2;
 const AF_INET6 = 10;
 
-/** Reads an int socket option; -1 on failure. */
+/**
+ * Reads an int `SOL_SOCKET` option of descriptor `fd`; -1 on failure.
+ *
+ * @example Read SO_RCVBUF
+ * ```ts
+ * import { findUdpSocket, getIntOption, libc } from "./libc.ts";
+ * const lib = libc()!;
+ * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const fd = findUdpSocket(lib, (conn.addr as Deno.NetAddr).port);
+ * console.log(getIntOption(lib, fd, 8)); // SO_RCVBUF, bytes
+ * ```
+ */
 export function getIntOption(lib: Libc, fd: number, option: number): number {
   const value = new Int32Array(1);
   const length = new Uint32Array([4]);

@@ -5,14 +5,35 @@
  * @module
  */
 
-import {
-  configureSync,
-  getLogger,
-  getTextFormatter,
-  type Logger,
-  type LogLevel,
-  parseLogLevel,
-} from "@logtape/logtape";
+import { configureSync, getLogger, getTextFormatter, parseLogLevel } from "@logtape/logtape";
+
+/**
+ * A log level, least severe first: the same names as logtape's `LogLevel`.
+ * (Declared here because logtape's own type refers to a constant it does not
+ * export.)
+ */
+export type LogLevel = "trace" | "debug" | "info" | "warning" | "error" | "fatal";
+
+/**
+ * The part of logtape's `Logger` reclog uses: one method a level, taking a
+ * message template with `{name}` placeholders and the values for them.
+ */
+export interface Logger {
+  /** Logs at trace level. */
+  trace(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at debug level. */
+  debug(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at info level. */
+  info(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at warning level (same as {@linkcode Logger.warning}). */
+  warn(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at warning level. */
+  warning(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at error level. */
+  error(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at fatal level. */
+  fatal(message: string, properties?: Record<string, unknown>): void;
+}
 
 const encoder = new TextEncoder();
 

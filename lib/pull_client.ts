@@ -115,6 +115,10 @@ export class PullClient {
     lost?: Counter;
   } = {};
 
+  /**
+   * Makes a client and registers its metrics; nothing connects until
+   * {@linkcode PullClient.run}. `options` is kept, not copied.
+   */
   constructor(options: PullClientOptions) {
     this.#options = options;
     this.#server = options.name ?? formatHostPort(options);

@@ -41,6 +41,7 @@ export interface ResumeStateOptions {
  * ```
  */
 export class ResumeState implements AsyncDisposable {
+  /** The state file, as given to {@linkcode ResumeState.open}. */
   readonly path: string;
   #point: ResumePoint | undefined;
   #saved: ResumePoint | undefined;
@@ -114,6 +115,7 @@ export class ResumeState implements AsyncDisposable {
     await this.save();
   }
 
+  /** Saves and stops the timer, like {@linkcode ResumeState.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

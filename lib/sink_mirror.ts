@@ -65,6 +65,7 @@ export class MirrorSink implements Sink {
   #dirty = false;
   #epoch: string | undefined;
 
+  /** Mirrors into `dir`; nothing is read or created until the first write. */
   constructor(dir: string) {
     this.#dir = dir;
     this.description = `mirror ${dir}`;
@@ -203,6 +204,7 @@ export class MirrorSink implements Sink {
     return Promise.resolve();
   }
 
+  /** Closes the open files, like {@linkcode MirrorSink.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -125,6 +125,10 @@ export class FileTail implements AsyncDisposable {
   /** Files (dev:ino) already read or older than us: never read again as rotated. */
   readonly #seen = new Set<string>();
 
+  /**
+   * Makes a tail with a `maxChunk`-byte buffer; nothing is opened until
+   * {@linkcode FileTail.start}.
+   */
   constructor(options: FileTailOptions) {
     this.#options = options;
     this.#buf = new Uint8Array(options.maxChunk ?? 256 * 1024);
@@ -398,6 +402,7 @@ export class FileTail implements AsyncDisposable {
     this.#open?.file.close(); // #open stays: position() still tells where it stopped
   }
 
+  /** Stops following, like {@linkcode FileTail.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -67,6 +67,7 @@ export class TcpSource implements AsyncDisposable {
   /** Messages cut to the maximum length. */
   truncated = 0;
 
+  /** Makes a source; nothing is bound until {@linkcode TcpSource.listen}. */
   constructor(options: TcpSourceOptions) {
     this.#options = options;
   }
@@ -156,6 +157,7 @@ export class TcpSource implements AsyncDisposable {
     await Promise.all(this.#tasks);
   }
 
+  /** Closes like {@linkcode TcpSource.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -54,6 +54,7 @@ export class UdpSource implements AsyncDisposable {
   /** Datagrams received. */
   received = 0;
 
+  /** Makes a source; nothing is bound until {@linkcode UdpSource.listen}. */
   constructor(options: UdpSourceOptions) {
     this.#options = options;
   }
@@ -119,6 +120,7 @@ export class UdpSource implements AsyncDisposable {
     await this.#loop;
   }
 
+  /** Stops receiving, like {@linkcode UdpSource.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

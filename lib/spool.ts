@@ -23,8 +23,9 @@ export interface SpooledSegment {
   count: number;
   /** Bytes of whole frames. */
   length: number;
-  /** Receive times of its first and last message, ms. */
+  /** Receive time of its first message, ms since the epoch. */
   firstTime: number;
+  /** Receive time of its last message, ms since the epoch. */
   lastTime: number;
 }
 
@@ -50,6 +51,7 @@ const TWO_32 = 2 ** 32;
  * ```
  */
 export class Spool implements Disposable {
+  /** The spool directory, as given to {@linkcode Spool.open}. */
   readonly dir: string;
   readonly #files = new Map<number, Deno.FsFile>();
 
@@ -170,6 +172,7 @@ export class Spool implements Disposable {
     this.#files.clear();
   }
 
+  /** Closes every open file, like {@linkcode Spool.close}. */
   [Symbol.dispose](): void {
     this.close();
   }

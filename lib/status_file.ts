@@ -24,11 +24,16 @@ import { writeFileAtomic } from "./atomic_file.ts";
  * ```
  */
 export class StatusFile {
+  /** The status file written. */
   readonly path: string;
   readonly #problems = new Map<string, string>();
   #writing: Promise<void> = Promise.resolve();
   #written: string | undefined;
 
+  /**
+   * Starts writing `OK` to `path` at once (asynchronously; see
+   * {@linkcode StatusFile.flush}). Write errors are logged, never thrown.
+   */
   constructor(path: string) {
     this.path = path;
     this.#write();

@@ -35,6 +35,7 @@ const SP = 0x20;
  * ```
  */
 export class SyslogFramer {
+  /** Longest message kept, bytes ({@linkcode SyslogFramerOptions.maxLength}). */
   readonly maxLength: number;
   /** Messages cut to maxLength so far. */
   truncated = 0;
@@ -46,6 +47,7 @@ export class SyslogFramer {
   /** Newline framing: dropping the rest of an over-long line. */
   #skipLine = false;
 
+  /** Makes a deframer with nothing carried over. */
   constructor(options: SyslogFramerOptions = {}) {
     this.maxLength = options.maxLength ?? 65536;
   }

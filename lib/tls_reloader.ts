@@ -57,6 +57,11 @@ export class TlsReloader implements Disposable {
   };
   #reloading: Promise<void> = Promise.resolve();
 
+  /**
+   * Starts watching the files `material` came from (every `intervalMs`, and
+   * on SIGHUP outside Windows); warns at once if the certificate expires
+   * within `warnDays`. Call {@linkcode TlsReloader.close} to stop.
+   */
   constructor(material: TlsMaterial, options: TlsReloaderOptions = {}) {
     this.#current = material;
     this.#files = material.files;
@@ -142,6 +147,7 @@ export class TlsReloader implements Disposable {
     }
   }
 
+  /** Stops watching, like {@linkcode TlsReloader.close}. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -37,7 +37,10 @@ export interface DatagramBatchOptions {
    * @default {65536}
    */
   slotBytes?: number;
-  /** IPv4 destination for sending (`sendmmsg`). */
+  /**
+   * IPv4 destination for sending (`sendmmsg`): an IPv4 literal or `localhost`;
+   * without it (or with another host) datagrams carry no address.
+   */
   to?: { host: string; port: number };
 }
 
@@ -55,7 +58,9 @@ export interface DatagramBatchOptions {
  * ```
  */
 export class DatagramBatch {
+  /** Datagrams per system call ({@linkcode DatagramBatchOptions.count}). */
   readonly count: number;
+  /** Bytes per datagram slot ({@linkcode DatagramBatchOptions.slotBytes}). */
   readonly slotBytes: number;
   readonly #lib: Libc;
   readonly #fd: number;
@@ -66,6 +71,10 @@ export class DatagramBatch {
   readonly #iovView: DataView;
   readonly #name: Uint8Array<ArrayBuffer> | undefined;
 
+  /**
+   * Allocates `count` slots of `slotBytes` each (`count * slotBytes` bytes in
+   * all) for socket descriptor `fd`, and the vectors `lib`'s calls need.
+   */
   constructor(lib: Libc, fd: number, options: DatagramBatchOptions = {}) {
     this.#lib = lib;
     this.#fd = fd;
