@@ -90,20 +90,27 @@ export function encodeMessage(
   const start = message.dataStart ?? 0;
   const end = message.dataEnd ?? message.data.length;
   const size = MESSAGE_HEADER_BYTES + message.stream.length + (end - start);
-  const view = new DataView(target.buffer, target.byteOffset + offset, MESSAGE_HEADER_BYTES);
-  view.setUint32(0, size - 4);
-  view.setUint8(4, message.type ?? FrameType.Message);
-  view.setUint32(5, Math.floor(message.seq / TWO_32));
-  view.setUint32(9, message.seq >>> 0);
-  view.setUint32(13, Math.floor(message.time / TWO_32));
-  view.setUint32(17, message.time >>> 0);
-  view.setUint8(21, message.stream.length);
+  // Header bytes written directly: this runs once per ingested message.
+  writeU32(target, offset, size - 4);
+  target[offset + 4] = message.type ?? FrameType.Message;
+  writeU32(target, offset + 5, Math.floor(message.seq / TWO_32));
+  writeU32(target, offset + 9, message.seq >>> 0);
+  writeU32(target, offset + 13, Math.floor(message.time / TWO_32));
+  writeU32(target, offset + 17, message.time >>> 0);
+  target[offset + 21] = message.stream.length;
   target.set(message.stream, offset + MESSAGE_HEADER_BYTES);
   target.set(
     message.data.subarray(start, end),
     offset + MESSAGE_HEADER_BYTES + message.stream.length,
   );
   return size;
+}
+
+function writeU32(target: Uint8Array, offset: number, value: number): void {
+  target[offset] = value >>> 24;
+  target[offset + 1] = value >>> 16 & 0xff;
+  target[offset + 2] = value >>> 8 & 0xff;
+  target[offset + 3] = value & 0xff;
 }
 
 /**
