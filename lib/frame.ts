@@ -59,6 +59,8 @@ export const DEFAULT_MAX_FRAME = 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TWO_32 = 2 ** 32;
+/** Highest upper 32-bit half of a u64 that is still a safe integer (2^53 - 1). */
+const MAX_SAFE_HIGH = 0x1fffff;
 
 /**
  * Writes a message frame into `target` at `offset`; returns the frame's size.
@@ -208,20 +210,51 @@ export class FrameReader {
     this.start = this.end = 0;
   }
 
-  /** Moves to the next frame; false at the end. */
+  /**
+   * Moves to the next frame; false at the end. Throws {@linkcode ProtocolError}
+   * for a malformed frame: LENGTH below 1 or running past the buffer (also a
+   * trailing partial frame), a journal entry shorter than its header or whose
+   * stream name runs past the frame, or a sequence number or time of 2^53 or
+   * more. After a throw the reader stays on the bad frame.
+   */
   next(): boolean {
-    this.start = this.end;
-    if (this.start + 5 > this.buf.length) return false;
-    this.end = this.start + 4 + this.#view.getUint32(this.start);
-    this.type = this.buf[this.start + 4]!;
-    if (this.type === FrameType.Message || this.type === FrameType.Rotated) {
-      const v = this.#view;
-      const s = this.start;
-      this.seq = v.getUint32(s + 5) * TWO_32 + v.getUint32(s + 9);
-      this.time = v.getUint32(s + 13) * TWO_32 + v.getUint32(s + 17);
-      this.streamStart = s + MESSAGE_HEADER_BYTES;
-      this.dataStart = this.streamStart + this.buf[s + 21]!;
+    const s = this.start = this.end;
+    const length = this.buf.length;
+    if (s >= length) return false;
+    if (s + 5 > length) throw new ProtocolError(`truncated frame at offset ${s}`);
+    const v = this.#view;
+    const frameLength = v.getUint32(s);
+    const end = s + 4 + frameLength;
+    if (frameLength < 1 || end > length) {
+      throw new ProtocolError(
+        frameLength < 1
+          ? `frame with LENGTH 0 at offset ${s}`
+          : `frame of ${frameLength + 4} bytes runs past the buffer at offset ${s}`,
+      );
     }
+    const type = this.buf[s + 4]!;
+    if (type === FrameType.Message || type === FrameType.Rotated) {
+      if (end - s < MESSAGE_HEADER_BYTES) {
+        throw new ProtocolError(
+          `'${String.fromCharCode(type)}' frame of ${end - s} bytes is shorter than its header`,
+        );
+      }
+      const dataStart = s + MESSAGE_HEADER_BYTES + this.buf[s + 21]!;
+      if (dataStart > end) {
+        throw new ProtocolError(`stream name runs past the end of its frame at offset ${s}`);
+      }
+      const seqHigh = v.getUint32(s + 5);
+      const timeHigh = v.getUint32(s + 13);
+      if (seqHigh > MAX_SAFE_HIGH || timeHigh > MAX_SAFE_HIGH) {
+        throw new ProtocolError(`sequence number or time of 2^53 or more at offset ${s}`);
+      }
+      this.seq = seqHigh * TWO_32 + v.getUint32(s + 9);
+      this.time = timeHigh * TWO_32 + v.getUint32(s + 17);
+      this.streamStart = s + MESSAGE_HEADER_BYTES;
+      this.dataStart = dataStart;
+    }
+    this.end = end;
+    this.type = type;
     return true;
   }
 
@@ -306,7 +339,7 @@ export class FrameSplitter {
       const length = view.getUint32(pos);
       if (length < 1 || length + 4 > this.#maxFrame) {
         throw new ProtocolError(
-          `frame of ${length + 4} bytes (limit ${this.#maxFrame}) at stream offset`,
+          `frame of ${length + 4} bytes (limit ${this.#maxFrame})`,
         );
       }
       if (pos + 4 + length > buf.length) break;
