@@ -67,7 +67,8 @@ function usage(): string {
  * ```
  */
 export async function main(args: string[]): Promise<number> {
-  const [name, ...rest] = args;
+  // `deno task reclog -- serve ...` passes the `--` on: drop one leading `--`.
+  const [name, ...rest] = args[0] === "--" ? args.slice(1) : args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
     return name === undefined ? 2 : 0;

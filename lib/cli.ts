@@ -45,7 +45,22 @@ export function parseHostPort(value: string, flag: string): HostPort {
   if (!match || port > 65535) {
     throw new ConfigError(`${flag} '${value}': expected HOST:PORT (or [IPV6]:PORT)`);
   }
-  return { host: match[1] ?? match[2]!, port };
+  const host = match[1] ?? match[2]!;
+  if (match[2] !== undefined && !isHostName(host)) {
+    const hint = /^[a-z]+\/\//i.test(host) ? ` (did you mean '${host.replace("//", "://")}'?)` : "";
+    throw new ConfigError(
+      `${flag} '${value}': '${host}' is not a host name or IP address${hint}`,
+    );
+  }
+  return { host, port };
+}
+
+/** A DNS name (letters, digits, '-', '_', dots), an IPv4 address, or `0.0.0.0`. */
+function isHostName(host: string): boolean {
+  return host.length <= 253 &&
+    host.split(".").every((label) =>
+      /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(label)
+    );
 }
 
 /**
@@ -69,9 +84,20 @@ export type Endpoint =
   | { kind: "unix"; path: string }
   | { kind: "stdout" };
 
+/** The kinds of {@linkcode Endpoint}, as {@linkcode parseEndpoint} may accept them. */
+export type EndpointKind = Endpoint["kind"];
+
+const SCHEME_TEXT: Record<EndpointKind, string> = {
+  udp: "udp://",
+  tcp: "tcp://",
+  unix: "unix://",
+  stdout: "-",
+};
+
 /**
  * Parses `udp://HOST:PORT`, `tcp://HOST:PORT`, `unix:///PATH` or `-`.
- * A bare `HOST:PORT` means `defaultKind`.
+ * A bare `HOST:PORT` means `defaultKind`. Only the kinds in `accept` are
+ * taken; an error lists exactly those.
  *
  * @example Parse a sink URL
  * ```ts
@@ -83,21 +109,29 @@ export function parseEndpoint(
   value: string,
   flag: string,
   defaultKind: "udp" | "tcp",
+  accept: readonly EndpointKind[] = ["udp", "tcp", "unix", "stdout"],
 ): Endpoint {
-  if (value === "-") return { kind: "stdout" };
+  const expected = (): string => {
+    const names = accept.map((kind) => SCHEME_TEXT[kind]);
+    const list = names.length > 1
+      ? `${names.slice(0, -1).join(", ")} or ${names.at(-1)}`
+      : names.join("");
+    return `expected ${list}`;
+  };
+  if (value === "-" && accept.includes("stdout")) return { kind: "stdout" };
   const scheme = /^([a-z]+):\/\/(.*)$/.exec(value);
   if (!scheme) return { kind: defaultKind, ...parseHostPort(value, flag) };
   const [, kind, rest] = scheme as unknown as [string, string, string];
+  if (!accept.includes(kind as EndpointKind) || kind === "stdout") {
+    throw new ConfigError(`${flag} '${value}': unknown scheme '${kind}://' (${expected()})`);
+  }
   if (kind === "unix") {
     if (!rest.startsWith("/")) {
       throw new ConfigError(`${flag} '${value}': expected unix:///ABSOLUTE/PATH`);
     }
     return { kind, path: rest };
   }
-  if (kind === "udp" || kind === "tcp") return { kind, ...parseHostPort(rest, flag) };
-  throw new ConfigError(
-    `${flag} '${value}': unknown scheme '${kind}://' (expected udp://, tcp://, unix:// or -)`,
-  );
+  return { kind: kind as "udp" | "tcp", ...parseHostPort(rest, flag) };
 }
 
 /**
@@ -124,9 +158,12 @@ export function parseRoleArgs<const O extends ParseArgsOptionsConfig>(
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(
-      `reclog ${role}: ${message.split("\n")[0]} (see 'reclog ${role} --help')`,
-    );
+    // "Option '--cert' argument is ambiguous." (the next word is a flag) and
+    // "Option '--cert <value>' argument missing" both mean the value is missing.
+    const missing = /^Option '(?:-\w, )?(--?[\w-]+)(?: <value>)?' argument (?:is ambiguous|missing)/
+      .exec(message);
+    const line = missing ? `${missing[1]} needs a value` : message.split("\n")[0];
+    throw new ConfigError(`reclog ${role}: ${line} (see 'reclog ${role} --help')`);
   }
 }
 
@@ -197,10 +234,46 @@ export function describeFsError(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.IsADirectory) return "is a directory";
   if (error instanceof Deno.errors.AlreadyExists) return "already exists";
+  if (error instanceof Deno.errors.NotADirectory) return "a part of the path is not a directory";
+  if (error instanceof Deno.errors.NotCapable) {
+    return "reclog's permission set does not allow it (Deno refuses /proc, /sys and /dev paths)";
+  }
   if (error instanceof Error && /No space left/i.test(error.message)) {
     return "no space left on device";
   }
+  if (error instanceof Error && /Read-only file system/i.test(error.message)) {
+    return "read-only file system";
+  }
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Makes sure a directory named by a flag exists (created 0700 if absent, with
+ * its parents) and that files can be created in it; otherwise throws a
+ * {@linkcode ConfigError} naming the flag and the path.
+ *
+ * @example Check the spool directory
+ * ```ts
+ * import { prepareDir } from "./cli.ts";
+ * await prepareDir("--spool", "/var/lib/reclog/spool");
+ * ```
+ */
+export async function prepareDir(flag: string, dir: string, what = dir): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    const reason = error instanceof Deno.errors.AlreadyExists
+      ? "it exists and is not a directory"
+      : describeFsError(error);
+    throw new ConfigError(`Cannot use ${flag} '${what}': ${reason}`);
+  }
+  const probe = `${dir}/.reclog-probe-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await Deno.writeFile(probe, new Uint8Array(), { createNew: true, mode: 0o600 });
+  } catch (error) {
+    throw new ConfigError(`Cannot write into ${flag} '${what}': ${describeFsError(error)}`);
+  }
+  await Deno.remove(probe).catch(() => {});
 }
 
 /**

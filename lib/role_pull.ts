@@ -5,6 +5,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import {
   ConfigError,
   type Endpoint,
@@ -14,6 +15,7 @@ import {
   parseEndpoint,
   parseHostPort,
   parseRoleArgs,
+  prepareDir,
   readFlagFile,
 } from "./cli.ts";
 import { Metrics } from "./metrics.ts";
@@ -132,6 +134,9 @@ export async function run(args: string[]): Promise<number> {
     const sink = stack.use(
       upstream.mirror ? new MirrorSink(upstream.mirror) : openSink(upstream.endpoint),
     );
+    if (upstream.state) {
+      await prepareDir("--state", dirname(upstream.state) || ".", upstream.state);
+    }
     const state = upstream.state ? stack.use(await ResumeState.open(upstream.state)) : undefined;
     log("pull").info("pulling from {server} into {sink}{resume}", {
       server: upstream.name,

@@ -11,6 +11,7 @@ import {
   parseEndpoint,
   parseHostPort,
   parseRoleArgs,
+  prepareDir,
 } from "./cli.ts";
 import { FanoutServer } from "./fanout_server.ts";
 import { Journal } from "./journal.ts";
@@ -134,7 +135,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const listen = parseHostPort(values.listen, "--listen");
   const inputs = (values["syslog-in"] ?? ["127.0.0.1:5140"]).map((value): Input => {
-    const endpoint = parseEndpoint(value, "--syslog-in", "udp");
+    const endpoint = parseEndpoint(value, "--syslog-in", "udp", ["udp", "tcp"]);
     if (endpoint.kind !== "udp" && endpoint.kind !== "tcp") {
       throw new ConfigError(`--syslog-in '${value}': expected HOST:PORT, udp:// or tcp://`);
     }
@@ -162,6 +163,7 @@ export async function run(args: string[]): Promise<number> {
 
   using shutdown = shutdownSignal();
   const signal = shutdown.signal;
+  if (values.spool) await prepareDir("--spool", values.spool);
   let journal: Journal;
   try {
     journal = await Journal.open({ maxBytes, spoolDir: values.spool, spoolBytes });
@@ -330,6 +332,9 @@ async function bind<T>(listen: () => Promise<T>, flag: string, value: string): P
       error instanceof Deno.errors.PermissionDenied || code === "EACCES"
     ) {
       throw new ConfigError(`${flag} '${value}': cannot bind (${(error as Error).message})`);
+    }
+    if (error instanceof Error && /failed to lookup address/i.test(error.message)) {
+      throw new ConfigError(`${flag} '${value}': cannot resolve the host name`);
     }
     throw error;
   }
