@@ -144,7 +144,7 @@ const AF_INET6 = 10;
  * import { findUdpSocket, getIntOption, libc } from "./libc.ts";
  * const lib = libc()!;
  * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
- * const fd = findUdpSocket(lib, (conn.addr as Deno.NetAddr).port);
+ * const fd = findUdpSocket(lib, conn.addr as Deno.NetAddr);
  * console.log(getIntOption(lib, fd, 8)); // SO_RCVBUF, bytes
  * ```
  */
@@ -157,33 +157,105 @@ export function getIntOption(lib: Libc, fd: number, option: number): number {
   return value[0]!;
 }
 
+/** A bound socket address, as `Deno.NetAddr` gives it (an IP literal and a port). */
+export interface SocketAddress {
+  /** IPv4 or IPv6 literal (`127.0.0.1`, `::1`, `0.0.0.0`, `::`). */
+  hostname: string;
+  /** Port. */
+  port: number;
+}
+
 /**
- * The descriptor of this process's UDP socket bound to `port` (Deno does not
- * expose descriptors; getsockname on each one finds it); -1 if none.
+ * The descriptor of this process's UDP socket bound to exactly `address`
+ * (family, IP and port: `127.0.0.1:P` and `[::1]:P` are two sockets); Deno
+ * does not expose descriptors, so getsockname on each one finds it. -1 if
+ * none, or if `address.hostname` is not an IP literal.
  *
  * @example Find a datagram socket's descriptor
  * ```ts
  * import { findUdpSocket, libc } from "./libc.ts";
  * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
- * const fd = findUdpSocket(libc()!, (conn.addr as Deno.NetAddr).port);
+ * const fd = findUdpSocket(libc()!, conn.addr as Deno.NetAddr);
  * ```
  */
-export function findUdpSocket(lib: Libc, port: number): number {
-  const address = new Uint8Array(128);
+export function findUdpSocket(lib: Libc, address: SocketAddress): number {
+  const wanted = parseIp(address.hostname);
+  if (!wanted) return -1;
+  const family = wanted.length === 4 ? AF_INET : AF_INET6;
+  const offset = wanted.length === 4 ? 4 : 8; // sin_addr / sin6_addr
+  const buf = new Uint8Array(128);
   const length = new Uint32Array(1);
   for (let fd = 3; fd < 4096; fd++) {
-    length[0] = address.length;
-    if (lib.symbols.getsockname(fd, address, bytesOf(length)) !== 0) continue;
-    const family = address[0]! | address[1]! << 8;
-    const boundPort = address[2]! << 8 | address[3]!;
-    if (
-      (family === AF_INET || family === AF_INET6) && boundPort === port &&
-      getIntOption(lib, fd, SO_TYPE) === SOCK_DGRAM
-    ) {
-      return fd;
-    }
+    length[0] = buf.length;
+    if (lib.symbols.getsockname(fd, buf, bytesOf(length)) !== 0) continue;
+    if ((buf[0]! | buf[1]! << 8) !== family) continue;
+    if ((buf[2]! << 8 | buf[3]!) !== address.port) continue;
+    let same = true;
+    for (let i = 0; i < wanted.length && same; i++) same = buf[offset + i] === wanted[i];
+    if (same && getIntOption(lib, fd, SO_TYPE) === SOCK_DGRAM) return fd;
   }
   return -1;
+}
+
+/**
+ * The bytes of an IPv4 (4) or IPv6 (16) literal, network order; undefined
+ * for anything else. IPv6 may use `::` and a trailing dotted quad, and a
+ * `%zone` suffix is ignored.
+ *
+ * @example Parse loopback addresses
+ * ```ts
+ * import { parseIp } from "./libc.ts";
+ * parseIp("127.0.0.1"); // Uint8Array [127, 0, 0, 1]
+ * parseIp("::1")?.length; // 16
+ * ```
+ */
+export function parseIp(text: string): Uint8Array | undefined {
+  const v4 = parseIpv4(text);
+  if (v4) return v4;
+  let host = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+  const zone = host.indexOf("%");
+  if (zone >= 0) host = host.slice(0, zone);
+  if (!host.includes(":")) return undefined;
+  const halves = host.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (part: string): number[] | undefined => {
+    if (part === "") return [];
+    const out: number[] = [];
+    const pieces = part.split(":");
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      if (i === pieces.length - 1 && piece.includes(".")) {
+        const quad = parseIpv4(piece);
+        if (!quad) return undefined;
+        out.push(quad[0]! << 8 | quad[1]!, quad[2]! << 8 | quad[3]!);
+      } else if (/^[0-9a-fA-F]{1,4}$/.test(piece)) {
+        out.push(parseInt(piece, 16));
+      } else {
+        return undefined;
+      }
+    }
+    return out;
+  };
+  const head = groups(halves[0]!);
+  const tail = halves.length === 2 ? groups(halves[1]!) : [];
+  if (!head || !tail) return undefined;
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const all = [...head, ...new Array<number>(missing).fill(0), ...tail];
+  const bytes = new Uint8Array(16);
+  all.forEach((group, i) => {
+    bytes[2 * i] = group >> 8;
+    bytes[2 * i + 1] = group & 0xff;
+  });
+  return bytes;
+}
+
+function parseIpv4(text: string): Uint8Array | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    return undefined;
+  }
+  return new Uint8Array(parts.map(Number));
 }
 
 /**

@@ -75,7 +75,7 @@ class UdpSink implements Sink {
     });
     const lib = libc();
     const to = sockaddrIn(this.#addr.hostname, this.#addr.port);
-    const fd = lib && to ? findUdpSocket(lib, (conn.addr as Deno.NetAddr).port) : -1;
+    const fd = lib && to ? findUdpSocket(lib, conn.addr as Deno.NetAddr) : -1;
     if (lib && fd >= 0) {
       try {
         this.#batch = new DatagramBatch(lib, fd, {

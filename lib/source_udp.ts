@@ -25,6 +25,13 @@ export interface UdpSourceOptions {
    * @default {8 MiB}
    */
   receiveBufferBytes?: number;
+  /**
+   * Batched receive: after Deno's `receive()` wakes the source, `recvmmsg`
+   * takes the rest of the burst (up to 64 datagrams a call). `false` keeps
+   * the portable path, one awaited `receive()` a datagram.
+   * @default {true}
+   */
+  batch?: boolean;
   /** Stops the source when aborted. */
   signal?: AbortSignal;
 }
@@ -51,8 +58,12 @@ export class UdpSource implements AsyncDisposable {
   #loop: Promise<void> | undefined;
   #closed = false;
   #batch: DatagramBatch | undefined;
+  #fd = -1;
+  #receiveBuffer = 0;
   /** Datagrams received. */
   received = 0;
+  /** Datagrams received one at a time through Deno's `receive()`. */
+  singleReceives = 0;
 
   /** Makes a source; nothing is bound until {@linkcode UdpSource.listen}. */
   constructor(options: UdpSourceOptions) {
@@ -64,51 +75,86 @@ export class UdpSource implements AsyncDisposable {
     const { host, port, signal } = this.#options;
     this.#conn = Deno.listenDatagram({ transport: "udp", hostname: host, port });
     const addr = this.#conn.addr as Deno.NetAddr;
+    const where = addr.hostname.includes(":")
+      ? `[${addr.hostname}]:${addr.port}`
+      : `${addr.hostname}:${addr.port}`;
     const lib = libc();
-    const fd = lib ? findUdpSocket(lib, addr.port) : -1;
-    if (lib && fd >= 0) {
+    // This socket's own descriptor: matched by family, address and port.
+    this.#fd = lib ? findUdpSocket(lib, addr) : -1;
+    if (lib && this.#fd >= 0 && this.#options.batch !== false) {
       // Deno wakes us for the first datagram of a burst; recvmmsg takes the rest.
       try {
-        this.#batch = new DatagramBatch(lib, fd, { count: 64, slotBytes: 65536 });
+        this.#batch = new DatagramBatch(lib, this.#fd, { count: 64, slotBytes: 65536 });
       } catch (error) {
-        log("input").warn("UDP {port}: no batched receive ({error}); one datagram at a time", {
-          port: addr.port,
+        log("input").warn("UDP {where}: no batched receive ({error}); one datagram at a time", {
+          where,
           error: String(error),
         });
       }
     }
     const wanted = this.#options.receiveBufferBytes ?? 8 * 1024 * 1024;
     if (wanted > 0) {
-      const result = enlargeReceiveBuffer(addr.port, wanted);
+      const result = enlargeReceiveBuffer(this.#fd >= 0 ? this.#fd : addr, wanted);
       if ("error" in result) {
-        log("input").warn("UDP {port}: cannot enlarge the receive buffer: {error}", {
-          port: addr.port,
+        log("input").warn("UDP {where}: cannot enlarge the receive buffer: {error}", {
+          where,
           error: result.error,
         });
       } else {
-        log("input").debug("UDP {port}: receive buffer {bytes} bytes", {
-          port: addr.port,
+        this.#receiveBuffer = result.granted;
+        log("input").debug("UDP {where}: receive buffer {bytes} bytes", {
+          where,
           bytes: result.granted,
         });
       }
     }
     signal?.addEventListener("abort", () => this.close(), { once: true });
-    this.#loop = this.#receive(this.#conn);
+    this.#loop = this.#receive(this.#conn, where);
     return Promise.resolve(addr);
   }
 
-  async #receive(conn: Deno.DatagramConn): Promise<void> {
+  /** The bound socket's descriptor (found through glibc), or -1. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** The kernel receive buffer granted (SO_RCVBUF), bytes; 0 if not set. */
+  get receiveBufferBytes(): number {
+    return this.#receiveBuffer;
+  }
+
+  /**
+   * Batched receive counters: `recvmmsg` calls that returned datagrams, and
+   * the datagrams they returned (both 0 on the portable path).
+   */
+  get batchStats(): { calls: number; datagrams: number } {
+    return { calls: this.#batch?.calls ?? 0, datagrams: this.#batch?.datagrams ?? 0 };
+  }
+
+  /**
+   * Receives until closed. Never rejects: an error (of the socket, or thrown
+   * by `onMessage`) is logged and closes this one input.
+   */
+  async #receive(conn: Deno.DatagramConn, where: string): Promise<void> {
     const buf = new Uint8Array(MAX_DATAGRAM);
     const onMessage = this.#options.onMessage;
     try {
       while (true) {
         const [data] = await conn.receive(buf);
         this.received++;
+        this.singleReceives++;
         onMessage(data, 0, data.length);
         if (this.#batch) this.received += this.#batch.drain(onMessage);
       }
     } catch (error) {
-      if (!this.#closed) throw error;
+      if (this.#closed) return;
+      this.#closed = true;
+      log("input").error("UDP {where}: input stopped: {error}", { where, error: String(error) });
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
     }
   }
 

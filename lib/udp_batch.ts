@@ -53,7 +53,7 @@ export interface DatagramBatchOptions {
  * import { findUdpSocket, libc } from "./libc.ts";
  * const lib = libc()!;
  * const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
- * const batch = new DatagramBatch(lib, findUdpSocket(lib, (conn.addr as Deno.NetAddr).port));
+ * const batch = new DatagramBatch(lib, findUdpSocket(lib, conn.addr as Deno.NetAddr));
  * batch.drain((buf, start, end) => console.log(end - start));
  * ```
  */
@@ -62,6 +62,13 @@ export class DatagramBatch {
   readonly count: number;
   /** Bytes per datagram slot ({@linkcode DatagramBatchOptions.slotBytes}). */
   readonly slotBytes: number;
+  /**
+   * System calls (`recvmmsg` or `sendmmsg`) that moved at least one datagram;
+   * `datagrams / calls` is the batch size achieved.
+   */
+  calls = 0;
+  /** Datagrams moved by those calls. */
+  datagrams = 0;
   readonly #lib: Libc;
   readonly #fd: number;
   readonly #data: Uint8Array<ArrayBuffer>;
@@ -110,6 +117,8 @@ export class DatagramBatch {
     for (;;) {
       const n = this.#lib.symbols.recvmmsg(this.#fd, this.#vec, this.count, MSG_DONTWAIT, null);
       if (n <= 0) return total; // EAGAIN: the queue is empty
+      this.calls++;
+      this.datagrams += n;
       for (let i = 0; i < n; i++) {
         const start = i * this.slotBytes;
         onDatagram(this.#data, start, start + this.#vecView.getUint32(i * MMSGHDR + 56, true));
@@ -142,6 +151,8 @@ export class DatagramBatch {
         MSG_DONTWAIT,
       );
       if (n <= 0) break;
+      this.calls++;
+      this.datagrams += n;
       done += n;
     }
     return done;
