@@ -9,7 +9,7 @@
 import { describeFsError } from "./cli.ts";
 import type { FilePosition } from "./source_file.ts";
 import { log } from "./log.ts";
-import { writeFileAtomic } from "./atomic_file.ts";
+import { parentDir, writeFileAtomic } from "./atomic_file.ts";
 
 /** Options for {@linkcode FileCheckpoints.open}. */
 export interface FileCheckpointsOptions {
@@ -33,7 +33,7 @@ export interface FileCheckpointsOptions {
 export class FileCheckpoints implements AsyncDisposable {
   /** The checkpoint file, as given to {@linkcode FileCheckpoints.open}. */
   readonly path: string;
-  readonly #saved: Record<string, FilePosition>;
+  readonly #saved: Map<string, FilePosition>;
   readonly #current: () => Record<string, FilePosition | undefined>;
   #timer: ReturnType<typeof setInterval> | undefined;
   #saving: Promise<void> = Promise.resolve();
@@ -41,36 +41,53 @@ export class FileCheckpoints implements AsyncDisposable {
 
   private constructor(
     path: string,
-    saved: Record<string, FilePosition>,
+    saved: Map<string, FilePosition>,
     current: () => Record<string, FilePosition | undefined>,
   ) {
     this.path = path;
     this.#saved = saved;
     this.#current = current;
-    this.#last = JSON.stringify(saved);
+    this.#last = JSON.stringify(Object.fromEntries(saved));
   }
 
   /**
    * Reads the checkpoint file (absent: none yet); `current` is asked for the
-   * live positions whenever they are saved.
+   * live positions whenever they are saved. A file that is not a JSON object
+   * is logged and treated as absent; an entry that is not a valid position
+   * (`dev`, `ino`, `offset` non-negative safe integers) is logged and
+   * dropped (that file starts afresh). Unreadable (a directory, no
+   * permission): a clear error.
    */
   static async open(
     path: string,
     current: () => Record<string, FilePosition | undefined>,
     options: FileCheckpointsOptions = {},
   ): Promise<FileCheckpoints> {
-    let saved: Record<string, FilePosition> = {};
+    let text: string | undefined;
     try {
-      saved = JSON.parse(await Deno.readTextFile(path));
+      text = await Deno.readTextFile(path);
     } catch (error) {
-      if (error instanceof SyntaxError) {
-        log("file").warn("checkpoint file {path} is corrupt; files start afresh", { path });
-      } else if (!(error instanceof Deno.errors.NotFound)) {
+      if (!(error instanceof Deno.errors.NotFound)) {
         throw new Error(`Cannot read file checkpoints '${path}': ${describeFsError(error)}`);
       }
     }
-    const dir = path.slice(0, path.lastIndexOf("/"));
-    if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const saved = new Map<string, FilePosition>();
+    if (text !== undefined) {
+      const parsed = parseCheckpoints(text);
+      if (!parsed) {
+        log("file").warn("checkpoint file {path} is corrupt; files start afresh", { path });
+      } else {
+        for (const [name, position] of parsed.valid) saved.set(name, position);
+        if (parsed.invalid.length > 0) {
+          log("file").warn(
+            "checkpoint file {path}: invalid positions for {names}; those files start afresh",
+            { path, names: parsed.invalid.join(", ") },
+          );
+        }
+      }
+    }
+    const dir = parentDir(path);
+    if (dir !== ".") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     const checkpoints = new FileCheckpoints(path, saved, current);
     checkpoints.#timer = setInterval(() => checkpoints.save(), options.intervalMs ?? 250);
     return checkpoints;
@@ -78,17 +95,17 @@ export class FileCheckpoints implements AsyncDisposable {
 
   /** The saved position of a stream, if any. */
   get(name: string): FilePosition | undefined {
-    return this.#saved[name];
+    return this.#saved.get(name);
   }
 
   /** Saves the live positions if they changed. */
   save(): Promise<void> {
     this.#saving = this.#saving.then(async () => {
-      const positions = { ...this.#saved };
+      const positions = new Map(this.#saved);
       for (const [name, position] of Object.entries(this.#current())) {
-        if (position) positions[name] = position;
+        if (position && isFilePosition(position)) positions.set(name, position);
       }
-      const text = JSON.stringify(positions);
+      const text = JSON.stringify(Object.fromEntries(positions));
       if (text === this.#last) return;
       try {
         await writeFileAtomic(this.path, text + "\n", { sync: true });
@@ -114,4 +131,55 @@ export class FileCheckpoints implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * Whether `value` is a valid {@linkcode FilePosition}: `dev`, `ino` and
+ * `offset` non-negative safe integers.
+ *
+ * @example Check a parsed entry
+ * ```ts
+ * import { isFilePosition } from "./file_checkpoints.ts";
+ * isFilePosition({ dev: 2049, ino: 131, offset: 4096 }); // true
+ * isFilePosition({ dev: 2049, ino: "131", offset: -1 }); // false
+ * ```
+ */
+export function isFilePosition(value: unknown): value is FilePosition {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const { dev, ino, offset } = value as Record<string, unknown>;
+  return [dev, ino, offset].every((n) => Number.isSafeInteger(n) && (n as number) >= 0);
+}
+
+/**
+ * Parses a checkpoint file's text: the valid positions by stream name and
+ * the names of invalid entries, or undefined if it is not a JSON object.
+ * Never throws.
+ *
+ * @example Parse a checkpoint file
+ * ```ts
+ * import { parseCheckpoints } from "./file_checkpoints.ts";
+ * parseCheckpoints('{"messages":{"dev":1,"ino":2,"offset":3},"x":5}');
+ * // { valid: Map { "messages" => {...} }, invalid: ["x"] }
+ * ```
+ */
+export function parseCheckpoints(
+  text: string,
+): { valid: Map<string, FilePosition>; invalid: string[] } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+  const valid = new Map<string, FilePosition>();
+  const invalid: string[] = [];
+  for (const [name, entry] of Object.entries(parsed)) {
+    if (isFilePosition(entry)) {
+      valid.set(name, { dev: entry.dev, ino: entry.ino, offset: entry.offset });
+    } else {
+      invalid.push(name);
+    }
+  }
+  return { valid, invalid };
 }

@@ -8,7 +8,7 @@
 
 import { describeFsError } from "./cli.ts";
 import { log } from "./log.ts";
-import { writeFileAtomic } from "./atomic_file.ts";
+import { parentDir, writeFileAtomic } from "./atomic_file.ts";
 
 /** A resume point. */
 export interface ResumePoint {
@@ -55,27 +55,32 @@ export class ResumeState implements AsyncDisposable {
     this.#timer = setInterval(() => this.save(), options.intervalMs ?? 1000);
   }
 
-  /** Reads the state file (absent: no resume point yet). */
+  /**
+   * Reads the state file. Absent: no resume point yet. Present but not a
+   * valid resume point (not JSON, wrong fields, out-of-range numbers): a
+   * warning is logged and it is treated as absent (the next save replaces
+   * it). Unreadable (a directory, no permission): a clear error.
+   */
   static async open(path: string, options: ResumeStateOptions = {}): Promise<ResumeState> {
     let point: ResumePoint | undefined;
+    let text: string | undefined;
     try {
-      const parsed = JSON.parse(await Deno.readTextFile(path));
-      if (typeof parsed?.epoch === "string" && Number.isSafeInteger(parsed?.next)) {
-        point = { epoch: parsed.epoch, next: parsed.next, lastTime: parsed.lastTime };
-      } else {
-        log("pull").warn("state file {path} is not a reclog resume point; starting afresh", {
-          path,
-        });
-      }
+      text = await Deno.readTextFile(path);
     } catch (error) {
-      if (error instanceof SyntaxError) {
-        log("pull").warn("state file {path} is corrupt; starting afresh", { path });
-      } else if (!(error instanceof Deno.errors.NotFound)) {
+      if (!(error instanceof Deno.errors.NotFound)) {
         throw new Error(`Cannot read --state '${path}': ${describeFsError(error)}`);
       }
     }
-    const dir = path.slice(0, path.lastIndexOf("/"));
-    if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    if (text !== undefined) {
+      point = parseResumePoint(text);
+      if (!point) {
+        log("pull").warn("state file {path} is not a valid reclog resume point; starting afresh", {
+          path,
+        });
+      }
+    }
+    const dir = parentDir(path);
+    if (dir !== ".") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     return new ResumeState(path, point, options);
   }
 
@@ -94,6 +99,15 @@ export class ResumeState implements AsyncDisposable {
     this.#saving = this.#saving.then(async () => {
       const point = this.#point;
       if (!point || point === this.#saved) return;
+      if (!isResumePoint(point)) {
+        // Never write what the next start could not read back.
+        log("pull").error("not saving an invalid resume point to --state {path}: {point}", {
+          path: this.path,
+          point: JSON.stringify(point) ?? String(point),
+        });
+        this.#saved = point;
+        return;
+      }
       try {
         await writeFileAtomic(this.path, JSON.stringify(point) + "\n", { sync: true });
         this.#saved = point;
@@ -119,4 +133,57 @@ export class ResumeState implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Longest epoch id accepted from a state file. */
+const MAX_EPOCH = 256;
+/** Latest time a `Date` can hold, ms. */
+const MAX_TIME = 8.64e15;
+
+/**
+ * Whether `value` is a valid resume point: `epoch` a non-empty string of at
+ * most 256 characters, `next` a safe integer ≥ 1, and `lastTime`, if
+ * present, a time in ms that a `Date` can hold.
+ *
+ * @example Check a parsed value
+ * ```ts
+ * import { isResumePoint } from "./resume_state.ts";
+ * isResumePoint({ epoch: "e", next: 42 }); // true
+ * isResumePoint({ epoch: 12345, next: 42 }); // false
+ * ```
+ */
+export function isResumePoint(value: unknown): value is ResumePoint {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const { epoch, next, lastTime } = value as Record<string, unknown>;
+  return typeof epoch === "string" && epoch.length > 0 && epoch.length <= MAX_EPOCH &&
+    Number.isSafeInteger(next) && (next as number) >= 1 &&
+    (lastTime === undefined || isTime(lastTime));
+}
+
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_TIME;
+}
+
+/**
+ * Parses a state file's text: the resume point it holds, or undefined if it
+ * holds none that is valid ({@linkcode isResumePoint}). Never throws.
+ *
+ * @example Parse a state file
+ * ```ts
+ * import { parseResumePoint } from "./resume_state.ts";
+ * parseResumePoint('{"epoch":"e","next":42}\n'); // { epoch: "e", next: 42 }
+ * parseResumePoint("garbage"); // undefined
+ * ```
+ */
+export function parseResumePoint(text: string): ResumePoint | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isResumePoint(parsed)) return undefined;
+  const point: ResumePoint = { epoch: parsed.epoch, next: parsed.next };
+  if (parsed.lastTime !== undefined) point.lastTime = parsed.lastTime;
+  return point;
 }
