@@ -10,11 +10,14 @@
  * One write per stream per batch; a write that fails rejects, so `pull`
  * keeps its resume point and retries later instead of losing anything.
  *
- * Exactly once: `DIR/.reclog-mirror.json` records, after every batch, each
- * stream's last sequence number written and the file's size then. Messages
- * delivered again after a reconnect or a crash (the client's unsaved tail)
- * are skipped, and bytes a crash left beyond the recorded size are cut
- * before writing resumes.
+ * Exactly once: `DIR/.reclog-mirror.json` records, after every batch and
+ * before `write` resolves, each stream's last sequence number written and
+ * the file's size then (the file holds exactly the messages up to it).
+ * Messages delivered again after a reconnect or a crash (the client's unsaved
+ * tail) are skipped, and bytes a crash left beyond the recorded size are cut
+ * before writing resumes. A short write (a full disk) records the messages
+ * that went in whole and cuts a torn one off, so the retry writes only the
+ * rest, for that stream alone.
  *
  * @module
  */
@@ -27,18 +30,29 @@ import { writeFileAtomic } from "./atomic_file.ts";
 /** Streams that carry messages (a line each) rather than raw file bytes. */
 const MESSAGE_STREAMS = new Set(["syslog", "tcp"]);
 
+/** One stream's bytes gathered from a batch, with where each message ends. */
 interface Pending {
   buf: Uint8Array;
   length: number;
-  /** Sequence number of the last message added. */
-  seq: number;
+  /** Messages added. */
+  count: number;
+  /** End offset in `buf` of each message added. */
+  ends: Float64Array;
+  /** Sequence number of each message added (0: a notice from pull itself). */
+  seqs: Float64Array;
+}
+
+/** An open mirror file and its size as far as this process knows it. */
+interface Open {
+  file: Deno.FsFile;
+  size: number;
 }
 
 /** What the sidecar file records per stream. */
 interface Written {
   /** Last sequence number written (messages or rotation). */
   seq: number;
-  /** Size of DIR/<stream> after it. */
+  /** Size of DIR/<stream> after it: the file holds exactly the messages up to `seq`. */
   size: number;
   /** The server journal's epoch the numbers belong to. */
   epoch?: string;
@@ -50,6 +64,16 @@ const SIDECAR = ".reclog-mirror.json";
  * Appends streams to files in a directory, rotating file copies as their
  * originals rotate.
  *
+ * Exactly once, also on a full disk: per stream, the sink knows which
+ * messages are whole in the file (after a short write it asks the file's
+ * real size), cuts a torn tail back to the last whole message and records
+ * only what is really there, so a retry writes just the rest and never
+ * writes again what another stream of the same batch already took. The
+ * sidecar is saved before `write` resolves, so the caller's resume point
+ * never runs ahead of it; on a restart every file is cut back to the size
+ * the sidecar records, and the messages after it come again from the resume
+ * point.
+ *
  * @example Mirror into a directory
  * ```ts
  * import { MirrorSink } from "./sink_mirror.ts";
@@ -59,7 +83,7 @@ const SIDECAR = ".reclog-mirror.json";
 export class MirrorSink implements Sink {
   readonly description: string;
   readonly #dir: string;
-  readonly #files = new Map<string, Deno.FsFile>();
+  readonly #files = new Map<string, Open>();
   readonly #pending = new Map<string, Pending>();
   #written: Record<string, Written> | undefined;
   #dirty = false;
@@ -76,13 +100,24 @@ export class MirrorSink implements Sink {
     if (this.#written) return this.#written;
     let written: Record<string, Written> = {};
     try {
-      written = JSON.parse(await Deno.readTextFile(`${this.#dir}/${SIDECAR}`));
+      const parsed = JSON.parse(await Deno.readTextFile(`${this.#dir}/${SIDECAR}`));
+      if (parsed && typeof parsed === "object") {
+        for (const [name, record] of Object.entries(parsed as Record<string, Written>)) {
+          if (
+            Number.isSafeInteger(record?.seq) && Number.isSafeInteger(record?.size) &&
+            (record.epoch === undefined || typeof record.epoch === "string")
+          ) {
+            written[name] = { seq: record.seq, size: record.size, epoch: record.epoch };
+          }
+        }
+      }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound) && !(error instanceof SyntaxError)) {
         throw new Error(
           `cannot read mirror state '${this.#dir}/${SIDECAR}': ${describeFsError(error)}`,
         );
       }
+      written = {};
     }
     for (const [name, record] of Object.entries(written)) {
       const path = `${this.#dir}/${name}`;
@@ -90,7 +125,9 @@ export class MirrorSink implements Sink {
         const { size } = await Deno.stat(path);
         if (size > record.size) await Deno.truncate(path, record.size);
       } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        if (!(error instanceof Deno.errors.NotFound)) {
+          throw new Error(`cannot cut mirror file '${path}' back: ${describeFsError(error)}`);
+        }
       }
     }
     return this.#written = written;
@@ -109,78 +146,215 @@ export class MirrorSink implements Sink {
 
   async write(frames: Uint8Array): Promise<void> {
     const written = await this.#load();
-    const frame = new FrameReader(frames);
-    while (frame.next()) {
-      if (frame.type === FrameType.Rotated) {
-        const name = safeName(frame.stream());
-        if (this.#done(written, name, frame.seq)) continue;
-        await this.#flush(name);
-        await this.#rotate(name, frame.time);
-        written[name] = { seq: frame.seq, size: 0, epoch: this.#epoch };
-        this.#dirty = true;
-        continue;
+    try {
+      const frame = new FrameReader(frames);
+      while (frame.next()) {
+        if (frame.type === FrameType.Rotated) {
+          const name = safeName(frame.stream());
+          if (this.#done(written, name, frame.seq)) continue;
+          await this.#flush(name);
+          await this.#rotate(name, frame.time);
+          written[name] = { seq: frame.seq, size: 0, epoch: this.#epoch };
+          this.#dirty = true;
+          // Recorded before the new file gets a byte: a restart must not
+          // cut the new file to the old one's size.
+          await this.#saveSidecar();
+          continue;
+        }
+        if (frame.type !== FrameType.Message) continue;
+        const stream = frame.stream();
+        const newline = MESSAGE_STREAMS.has(stream) ? 1 : 0;
+        const name = safeName(stream);
+        if (frame.seq > 0 && this.#done(written, name, frame.seq)) continue;
+        this.#add(name, frame.buf, frame.dataStart, frame.end, newline, frame.seq);
       }
-      if (frame.type !== FrameType.Message) continue;
-      const stream = frame.stream();
-      const newline = MESSAGE_STREAMS.has(stream) ? 1 : 0;
-      const name = safeName(stream);
-      if (frame.seq > 0 && this.#done(written, name, frame.seq)) continue;
-      const size = frame.end - frame.dataStart;
-      let out = this.#pending.get(name);
-      if (!out) {
-        this.#pending.set(name, out = { buf: new Uint8Array(64 * 1024), length: 0, seq: 0 });
+      // Every stream gets its chance: one that fails does not hold back the others.
+      let failure: unknown;
+      for (const name of this.#pending.keys()) {
+        try {
+          await this.#flush(name);
+        } catch (error) {
+          failure ??= error;
+        }
       }
-      out.seq = frame.seq;
-      if (out.length + size + newline > out.buf.length) {
-        const grown = new Uint8Array(Math.max(out.length + size + newline, out.buf.length * 2));
-        grown.set(out.buf.subarray(0, out.length));
-        out.buf = grown;
+      if (this.#dirty) {
+        try {
+          await this.#saveSidecar();
+        } catch (error) {
+          failure ??= error;
+        }
       }
-      out.buf.set(frame.buf.subarray(frame.dataStart, frame.end), out.length);
-      out.length += size;
-      if (newline) out.buf[out.length++] = 0x0a;
+      if (failure !== undefined) throw failure;
+    } finally {
+      // Nothing gathered survives a batch: a retry gathers again what is not written.
+      for (const out of this.#pending.values()) out.length = out.count = 0;
     }
-    for (const name of this.#pending.keys()) await this.#flush(name);
-    if (this.#dirty) await this.#saveSidecar();
+  }
+
+  /** Adds one message to the stream's pending bytes. */
+  #add(
+    name: string,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    newline: number,
+    seq: number,
+  ): void {
+    let out = this.#pending.get(name);
+    if (!out) {
+      out = {
+        buf: new Uint8Array(64 * 1024),
+        length: 0,
+        count: 0,
+        ends: new Float64Array(256),
+        seqs: new Float64Array(256),
+      };
+      this.#pending.set(name, out);
+    }
+    const size = end - start;
+    if (out.length + size + newline > out.buf.length) {
+      const grown = new Uint8Array(Math.max(out.length + size + newline, out.buf.length * 2));
+      grown.set(out.buf.subarray(0, out.length));
+      out.buf = grown;
+    }
+    if (out.count === out.ends.length) {
+      const ends = new Float64Array(out.count * 2);
+      ends.set(out.ends);
+      out.ends = ends;
+      const seqs = new Float64Array(out.count * 2);
+      seqs.set(out.seqs);
+      out.seqs = seqs;
+    }
+    out.buf.set(buf.subarray(start, end), out.length);
+    out.length += size;
+    if (newline) out.buf[out.length++] = 0x0a;
+    out.ends[out.count] = out.length;
+    out.seqs[out.count++] = seq;
   }
 
   /** Records what was written (temp file and rename: atomic for a crash). */
   async #saveSidecar(): Promise<void> {
     const path = `${this.#dir}/${SIDECAR}`;
-    await writeFileAtomic(path, JSON.stringify(this.#written), { mode: 0o640 });
+    try {
+      await writeFileAtomic(path, JSON.stringify(this.#written), { mode: 0o640 });
+    } catch (error) {
+      throw new Error(`cannot save mirror state '${path}': ${describeFsError(error)}`);
+    }
     this.#dirty = false;
+  }
+
+  /**
+   * Opens DIR/<name> for appending; a file longer than what is recorded for
+   * it (a torn tail that could not be cut before) is cut back first.
+   */
+  async #open(name: string): Promise<Open> {
+    const known = this.#files.get(name);
+    if (known) return known;
+    await Deno.mkdir(this.#dir, { recursive: true, mode: 0o750 });
+    const file = await Deno.open(`${this.#dir}/${name}`, {
+      append: true,
+      create: true,
+      mode: 0o640,
+    });
+    try {
+      let { size } = await file.stat();
+      const recorded = this.#written?.[name]?.size;
+      if (recorded !== undefined && size > recorded) {
+        await file.truncate(recorded);
+        size = recorded;
+      }
+      const open = { file, size };
+      this.#files.set(name, open);
+      return open;
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /** Forgets the open file (it is opened, checked and cut again on the next write). */
+  #drop(name: string): void {
+    const open = this.#files.get(name);
+    this.#files.delete(name);
+    try {
+      open?.file.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Moves the record of `name` past the first `count` pending messages, the file being `size`. */
+  #commit(name: string, out: Pending, count: number, size: number): void {
+    const written = this.#written!;
+    const record = written[name];
+    let seq = record && record.epoch === this.#epoch ? record.seq : 0;
+    for (let i = count - 1; i >= 0; i--) {
+      if (out.seqs[i]! > 0) {
+        seq = out.seqs[i]!;
+        break;
+      }
+    }
+    written[name] = { seq, size, epoch: this.#epoch };
+    this.#dirty = true;
   }
 
   async #flush(name: string): Promise<void> {
     const out = this.#pending.get(name);
-    if (!out || out.length === 0) return;
+    if (!out || out.count === 0) return;
     const bytes = out.buf.subarray(0, out.length);
     const path = `${this.#dir}/${name}`;
+    let open: Open | undefined;
+    let done = 0;
     try {
-      let file = this.#files.get(name);
-      if (!file) {
-        await Deno.mkdir(this.#dir, { recursive: true, mode: 0o750 });
-        file = await Deno.open(path, { append: true, create: true, mode: 0o640 });
-        this.#files.set(name, file);
+      open = await this.#open(name);
+      while (done < bytes.length) {
+        const n = await open.file.write(bytes.subarray(done));
+        if (n <= 0) throw new Error("the file took no bytes");
+        done += n;
       }
-      let offset = 0;
-      while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-      out.length = 0;
-      const written = this.#written!;
-      const size = (written[name]?.size ?? (await file.stat()).size - bytes.length) + bytes.length;
-      if (out.seq > 0) written[name] = { seq: out.seq, size, epoch: this.#epoch };
-      this.#dirty = true;
+      open.size += bytes.length;
+      this.#commit(name, out, out.count, open.size);
     } catch (error) {
-      out.length = 0; // the batch is retried as a whole after reconnecting
-      this.#files.get(name)?.close();
-      this.#files.delete(name);
+      if (open) await this.#salvage(name, open, out, done);
+      else this.#drop(name);
       throw new Error(`cannot write mirror file '${path}': ${describeFsError(error)}`);
+    } finally {
+      out.length = out.count = 0;
     }
   }
 
+  /**
+   * After a failed write: records the messages that are whole in the file
+   * (its real size says how far the write got) and cuts a torn one off, so
+   * the retry writes exactly the rest.
+   */
+  async #salvage(name: string, open: Open, out: Pending, done: number): Promise<void> {
+    let real = open.size + done;
+    try {
+      real = (await open.file.stat()).size;
+    } catch {
+      // the count the writes returned
+    }
+    const inFile = real - open.size;
+    let whole = 0;
+    while (whole < out.count && out.ends[whole]! <= inFile) whole++;
+    const end = whole > 0 ? out.ends[whole - 1]! : 0;
+    if (whole > 0) this.#commit(name, out, whole, open.size + end);
+    const keep = open.size + end;
+    if (real > keep) {
+      try {
+        await open.file.truncate(keep);
+      } catch {
+        // Cut when the file is opened again (#open checks it against the record).
+        this.#drop(name);
+        return;
+      }
+    }
+    open.size = Math.min(real, keep);
+  }
+
   async #rotate(name: string, time: number): Promise<void> {
-    this.#files.get(name)?.close();
-    this.#files.delete(name);
+    this.#drop(name);
     const path = `${this.#dir}/${name}`;
     const stamp = new Date(time).toISOString().replace(/[-:T]/g, "").slice(0, 14);
     let target = `${path}.${stamp}`;
@@ -189,6 +363,9 @@ export class MirrorSink implements Sink {
       await Deno.rename(path, target);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
+        // Bytes were recorded for it: a crash came after the rename and
+        // before the sidecar said so; the rotated copy is already there.
+        if ((this.#written?.[name]?.size ?? 0) > 0) return;
         // Nothing was mirrored since the last rotation: an empty rotated file.
         await Deno.mkdir(this.#dir, { recursive: true, mode: 0o750 });
         await Deno.writeFile(target, new Uint8Array(0), { mode: 0o640 });
@@ -199,8 +376,7 @@ export class MirrorSink implements Sink {
   }
 
   close(): Promise<void> {
-    for (const file of this.#files.values()) file.close();
-    this.#files.clear();
+    for (const name of [...this.#files.keys()]) this.#drop(name);
     return Promise.resolve();
   }
 
