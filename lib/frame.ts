@@ -221,14 +221,14 @@ export class FrameReader {
     const s = this.start = this.end;
     const length = this.buf.length;
     if (s >= length) return false;
-    if (s + 5 > length) throw new ProtocolError(`truncated frame at offset ${s}`);
+    if (s + 4 > length) throw new ProtocolError(`truncated frame at offset ${s}`);
     const v = this.#view;
     const frameLength = v.getUint32(s);
     const end = s + 4 + frameLength;
     if (frameLength < 1 || end > length) {
       throw new ProtocolError(
         frameLength < 1
-          ? `frame with LENGTH 0 at offset ${s}`
+          ? `frame of 4 bytes with LENGTH 0 at offset ${s}`
           : `frame of ${frameLength + 4} bytes runs past the buffer at offset ${s}`,
       );
     }
@@ -295,7 +295,10 @@ export interface FrameSplitterOptions {
 /**
  * Cuts a byte stream into runs of whole frames. Each `push` returns a view of
  * every whole frame available (no copy when the chunk holds whole frames);
- * only a trailing partial frame is kept back, bounded by `maxFrame`.
+ * only a trailing partial frame is kept back, bounded by `maxFrame`. A frame
+ * over `maxFrame` is a {@linkcode ProtocolError} (the whole frames of the
+ * same chunk before it are not returned); a frame with LENGTH 0 is returned
+ * as 4 bytes for {@linkcode FrameReader} to refuse.
  *
  * @example Split a TLS byte stream
  * ```ts
@@ -337,11 +340,11 @@ export class FrameSplitter {
     let pos = 0;
     while (pos + 4 <= buf.length) {
       const length = view.getUint32(pos);
-      if (length < 1 || length + 4 > this.#maxFrame) {
-        throw new ProtocolError(
-          `frame of ${length + 4} bytes (limit ${this.#maxFrame})`,
-        );
+      if (length + 4 > this.#maxFrame) {
+        throw new ProtocolError(`frame of ${length + 4} bytes (limit ${this.#maxFrame})`);
       }
+      // LENGTH 0 is passed on as a 4-byte frame: FrameReader refuses it, after
+      // the whole frames before it.
       if (pos + 4 + length > buf.length) break;
       pos += 4 + length;
     }

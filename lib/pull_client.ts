@@ -347,8 +347,12 @@ export class PullClient {
           }
         } catch (error) {
           // Entries before the bad frame are valid: hand them on first.
-          if (error instanceof ProtocolError && whole && runStart >= 0) {
-            await this.#deliver(whole.subarray(runStart, frame.start), runSeq, runTime, runCount);
+          if (error instanceof ProtocolError) {
+            if (whole && runStart >= 0) {
+              await this.#deliver(whole.subarray(runStart, frame.start), runSeq, runTime, runCount);
+            }
+            // Here, before leaving the loop: leaving it destroys the socket.
+            await closeWithReason(socket, error);
           }
           throw error;
         }
@@ -357,9 +361,6 @@ export class PullClient {
       if (!options.signal?.aborted) {
         log("pull").warn("{server}: connection closed", { server: this.#server });
       }
-    } catch (error) {
-      if (error instanceof ProtocolError) await closeWithReason(socket, error);
-      throw error;
     } finally {
       clearTimeout(helloTimer);
       clearInterval(timer);
