@@ -14,7 +14,7 @@
 
 import { encodeMessage, FrameType, messageFrameSize } from "./frame.ts";
 import { log } from "./log.ts";
-import { Spool } from "./spool.ts";
+import { describeSpoolError, Spool, SpoolWriteError } from "./spool.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -55,6 +55,13 @@ export interface JournalOpenOptions extends JournalOptions {
    * @default {1 GiB}
    */
   spoolBytes?: number;
+  /**
+   * While the spool cannot be written (a full disk, a file size limit), how
+   * often to try again, ms. Also how often `journal.json` records how far
+   * the numbering went.
+   * @default {2000}
+   */
+  spoolRetryMs?: number;
 }
 
 /**
@@ -125,7 +132,7 @@ export type CursorRead =
  * console.log(cursor.read());
  * ```
  */
-export class Journal implements Disposable {
+export class Journal implements Disposable, AsyncDisposable {
   /** The journal's epoch id: {@linkcode JournalOptions.epoch} or a random UUID. */
   readonly epoch: string;
   /** Bytes of messages kept in memory ({@linkcode JournalOptions.maxBytes}). */
@@ -138,6 +145,14 @@ export class Journal implements Disposable {
   #spool: Spool | undefined;
   #spoolBytes = Infinity;
   #diskBytes = 0;
+  /** "ok"; "paused" while writes fail; "restoring" while journal.json is rewritten. */
+  #spoolState: "ok" | "paused" | "restoring" = "ok";
+  #spoolWriteErrors = 0;
+  #spoolReason = "";
+  #spoolTimer: ReturnType<typeof setInterval> | undefined;
+  #spoolRetryMs = 2000;
+  /** The `next` journal.json holds (or is being written with). */
+  #recordedNext = 0;
   #nextSeq: number;
   #evictedCount = 0;
   #lastEvictedTime = 0;
@@ -166,14 +181,11 @@ export class Journal implements Disposable {
   static async open(options: JournalOpenOptions = {}): Promise<Journal> {
     if (!options.spoolDir) return new Journal(options);
     const { spool, contents } = await Spool.open(options.spoolDir);
-    const last = contents.segments[contents.segments.length - 1];
-    const journal = new Journal({
-      ...options,
-      epoch: contents.epoch,
-      firstSeq: last ? last.firstSeq + last.count : 1,
-    });
+    const journal = new Journal({ ...options, epoch: contents.epoch, firstSeq: contents.next });
     journal.#spool = spool;
     journal.#spoolBytes = options.spoolBytes ?? 1024 ** 3;
+    journal.#spoolRetryMs = options.spoolRetryMs ?? 2000;
+    journal.#recordedNext = contents.next;
     for (const spooled of contents.segments) {
       const segment = new Segment(spooled.firstSeq, 0);
       segment.count = spooled.count;
@@ -189,6 +201,10 @@ export class Journal implements Disposable {
       count: journal.nextSeq - journal.firstSeq,
       dir: options.spoolDir,
     });
+    if (!contents.metaWritten) journal.#pause(contents.metaError);
+    const timer = setInterval(() => journal.#tick(), journal.#spoolRetryMs);
+    Deno.unrefTimer(timer);
+    journal.#spoolTimer = timer;
     return journal;
   }
 
@@ -210,6 +226,21 @@ export class Journal implements Disposable {
   /** Bytes of segments on disk (0 without a spool). */
   get diskBytes(): number {
     return this.#diskBytes;
+  }
+
+  /**
+   * False while spooling is paused because the spool cannot be written (a
+   * full disk, a file size limit): new messages are then held in memory
+   * only, up to {@linkcode JournalOptions.maxBytes}. Always true without a
+   * spool.
+   */
+  get spoolHealthy(): boolean {
+    return this.#spoolState === "ok";
+  }
+
+  /** Writes to the spool that failed so far. */
+  get spoolWriteErrors(): number {
+    return this.#spoolWriteErrors;
   }
 
   /** Messages dropped from the front so far. */
@@ -261,39 +292,139 @@ export class Journal implements Disposable {
     return seq;
   }
 
-  /** Appends to the spool what the newest segment has not written yet. */
+  /**
+   * Appends to the spool what the newest segment has not written yet; while
+   * spooling is paused, does nothing (a timer tries again).
+   */
   flush(): void {
+    if (!this.#spool || this.#spoolState === "paused") return;
     const segment = this.#segments[this.#segments.length - 1];
-    if (this.#spool && segment?.buf && segment.flushed < segment.length) {
-      this.#spool.append(segment.firstSeq, segment.buf.subarray(segment.flushed, segment.length));
-      this.#diskBytes += segment.length - segment.flushed;
-      segment.flushed = segment.length;
+    if (segment?.buf && segment.flushed < segment.length) this.#write(segment);
+  }
+
+  /** Writes what `segment` has not written yet; false (and paused) on failure. */
+  #write(segment: Segment): boolean {
+    const spool = this.#spool!;
+    try {
+      spool.append(segment.firstSeq, segment.buf!.subarray(segment.flushed, segment.length));
+    } catch (error) {
+      if (error instanceof SpoolWriteError && error.reset) {
+        this.#diskBytes -= segment.flushed;
+        segment.flushed = 0;
+      }
+      this.#pause(error);
+      return false;
     }
+    this.#diskBytes += segment.length - segment.flushed;
+    segment.flushed = segment.length;
+    return true;
+  }
+
+  /** Stops spooling after a failed write: one log line, journal.json removed. */
+  #pause(error: unknown): void {
+    this.#spoolWriteErrors++;
+    const wasPaused = this.#spoolState === "paused";
+    this.#spoolState = "paused";
+    // Numbers handed out from now on are not on disk: a restart must not reuse them.
+    this.#spool?.invalidate();
+    this.#recordedNext = 0;
+    if (wasPaused || this.#spoolReason) return;
+    this.#spoolReason = describeSpoolError(error);
+    log("spool").error(
+      "spool {dir} cannot be written ({reason}): spooling paused, new messages are kept in memory only (up to {bytes} bytes, the oldest dropped and reported lost beyond that); retrying every {seconds} s",
+      {
+        dir: this.#spool?.dir,
+        reason: this.#spoolReason,
+        bytes: this.maxBytes,
+        seconds: this.#spoolRetryMs / 1000,
+      },
+    );
+  }
+
+  /**
+   * Tries to write every segment still only in memory, in order, then
+   * journal.json; resumes spooling once both worked.
+   */
+  #restore(): Promise<void> {
+    const spool = this.#spool;
+    if (!spool || this.#spoolState !== "paused") return Promise.resolve();
+    const segments = this.#segments;
+    const last = segments[segments.length - 1];
+    for (const segment of segments) {
+      if (segment.buf && segment.flushed < segment.length && !this.#write(segment)) {
+        return Promise.resolve();
+      }
+      if (segment !== last) spool.seal(segment.firstSeq);
+    }
+    this.#spoolState = "restoring";
+    const next = this.#nextSeq;
+    return spool.recordNext(next, true).then((standing) => {
+      if (this.#spool !== spool || this.#spoolState !== "restoring") return;
+      if (!standing) {
+        this.#pause(new Error("journal.json was invalidated while it was written"));
+        return;
+      }
+      this.#spoolState = "ok";
+      this.#recordedNext = next;
+      log("spool").info(
+        "spool {dir} is written again (it failed with: {reason}); messages held in memory are on disk now",
+        { dir: spool.dir, reason: this.#spoolReason },
+      );
+      this.#spoolReason = "";
+    }, (error) => {
+      if (this.#spool === spool && this.#spoolState === "restoring") this.#pause(error);
+    });
+  }
+
+  /** The spool timer: retries a paused spool, or records how far the numbering went. */
+  #tick(): void {
+    const spool = this.#spool;
+    if (!spool) return;
+    if (this.#spoolState === "paused") {
+      this.#restore();
+      return;
+    }
+    if (this.#spoolState !== "ok") return;
+    this.flush();
+    const next = this.#nextSeq;
+    if (this.#spoolState !== "ok" || next <= this.#recordedNext) return;
+    this.#recordedNext = next;
+    spool.recordNext(next).catch((error) => {
+      log("spool").debug("cannot update journal.json: {reason}", {
+        reason: describeSpoolError(error),
+      });
+      if (this.#recordedNext === next) this.#recordedNext = 0;
+    });
   }
 
   #seal(segment: Segment): void {
     if (!this.#spool) return;
     this.flush();
-    this.#spool.seal(segment.firstSeq);
+    // While paused, its file stays open: the retry writes the rest.
+    if (this.#spoolState !== "paused") this.#spool.seal(segment.firstSeq);
   }
 
   #evict(): void {
     const segments = this.#segments;
     if (this.#spool) {
-      // Memory: let go of the oldest buffers; those segments stay on disk.
+      // Memory: let go of the oldest buffers whose bytes are all on disk.
       for (let i = 0; this.#bytes > this.maxBytes && i < segments.length - 1; i++) {
         const segment = segments[i]!;
-        if (segment.buf) this.#release(segment);
+        if (segment.buf && segment.flushed === segment.length) this.#release(segment);
       }
-      while (this.#diskBytes > this.#spoolBytes && segments.length > 1) {
-        const old = segments.shift()!;
-        this.#spool.remove(old.firstSeq);
-        this.#diskBytes -= old.length;
-        this.#drop(old);
-      }
+      // Still over (spooling paused): drop the oldest, on disk or not, and report it lost.
+      while (this.#bytes > this.maxBytes && segments.length > 1) this.#dropSpooled();
+      while (this.#diskBytes > this.#spoolBytes && segments.length > 1) this.#dropSpooled();
       return;
     }
     while (this.#bytes > this.maxBytes && segments.length > 1) this.#drop(segments.shift()!);
+  }
+
+  #dropSpooled(): void {
+    const old = this.#segments.shift()!;
+    this.#spool!.remove(old.firstSeq);
+    this.#diskBytes -= old.flushed;
+    this.#drop(old);
   }
 
   #drop(old: Segment): void {
@@ -378,24 +509,88 @@ export class Journal implements Disposable {
     return found;
   }
 
-  /** @internal The frames of a segment, from memory or read from the spool. */
+  /**
+   * @internal The frames of a segment, from memory or read from the spool. A
+   * segment file that cannot be read (deleted, cut short) is dropped with
+   * every older segment, so that cursors report those messages lost.
+   */
   frames(segment: Segment): Uint8Array | undefined {
     if (segment.buf) return segment.buf;
     if (segment.evicted || !this.#spool) return undefined;
-    return this.#spool.read(segment.firstSeq).subarray(0, segment.length);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#spool.read(segment.firstSeq);
+      if (bytes.length < segment.length) {
+        throw new Error(`${bytes.length} bytes, expected ${segment.length}`);
+      }
+    } catch (error) {
+      log("spool").error(
+        "cannot read segment {seq} from spool {dir} ({reason}): dropping it and older segments, messages {first}..{last} are reported lost",
+        {
+          seq: segment.firstSeq,
+          dir: this.#spool.dir,
+          reason: describeSpoolError(error),
+          first: this.firstSeq,
+          last: segment.endSeq - 1,
+        },
+      );
+      while (this.#segments.length > 1 && this.#segments[0]!.firstSeq <= segment.firstSeq) {
+        this.#dropSpooled();
+      }
+      return undefined;
+    }
+    return bytes.subarray(0, segment.length);
   }
 
-  /** Writes the spool through to stable storage and closes it; safe to call twice. */
+  /**
+   * Writes the spool through to stable storage and closes it; safe to call
+   * twice. Messages a paused spool could not write are lost with the process
+   * (and logged). {@linkcode Journal[Symbol.asyncDispose]} also records the
+   * last sequence number in journal.json and tries a paused spool once more.
+   */
   close(): void {
-    if (!this.#spool) return;
+    if (this.#spoolTimer !== undefined) clearInterval(this.#spoolTimer);
+    this.#spoolTimer = undefined;
+    const spool = this.#spool;
+    if (!spool) return;
     this.flush();
-    this.#spool.sync();
-    this.#spool.close();
+    if (this.#spoolState === "paused") {
+      let bytes = 0;
+      for (const segment of this.#segments) {
+        if (segment.buf) bytes += segment.length - segment.flushed;
+      }
+      if (bytes > 0) {
+        log("spool").error(
+          "stopping with {bytes} bytes of messages that spool {dir} could not write ({reason}): they are lost",
+          { bytes, dir: spool.dir, reason: this.#spoolReason },
+        );
+      }
+    }
+    spool.sync();
+    spool.close();
     this.#spool = undefined;
   }
 
   /** Closes the spool, like {@linkcode Journal.close}. */
   [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * Closes the spool after trying once more to write what a paused spool
+   * holds and recording the last sequence number in journal.json.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    const spool = this.#spool;
+    if (!spool) return;
+    if (this.#spoolTimer !== undefined) clearInterval(this.#spoolTimer);
+    this.#spoolTimer = undefined;
+    await this.#restore();
+    this.flush();
+    if (this.#spoolState === "ok" && this.#nextSeq > this.#recordedNext) {
+      await spool.recordNext(this.#nextSeq).catch(() => false);
+    }
+    await spool.settled();
     this.close();
   }
 }
@@ -456,7 +651,8 @@ export class Cursor {
     }
     if (this.seq >= segment.endSeq) return undefined;
     const buf = journal.frames(segment);
-    if (!buf) return undefined;
+    // A segment that could not be read was dropped: the next read reports the gap.
+    if (!buf) return segment.evicted ? this.read() : undefined;
     if (this.#offset < 0) this.#offset = offsetOf(buf, segment, this.seq);
     const bytes = buf.subarray(this.#offset, segment.length);
     const firstSeq = this.seq;

@@ -76,6 +76,11 @@ export class Metrics {
     };
   }
 
+  /** A counter series whose value is read when scraped (kept by another part). */
+  counterOf(name: string, help: string, labels: Labels, read: () => number): void {
+    this.#family(name, help, "counter").series.set(labelText(labels), { labels, value: read });
+  }
+
   /** A gauge series whose value is read when scraped. */
   gauge(name: string, help: string, labels: Labels, read: () => number): void {
     this.#family(name, help, "gauge").series.set(labelText(labels), { labels, value: read });

@@ -173,7 +173,7 @@ export async function run(args: string[]): Promise<number> {
     }
     throw error;
   }
-  using _journal = journal;
+  await using _journal = journal;
   await using stack = new AsyncDisposableStack();
   const metrics = new Metrics();
   const bound: string[] = [];
@@ -276,7 +276,27 @@ export async function run(args: string[]): Promise<number> {
       {},
       () => journal.nextSeq,
     );
-    stack.use(await bind(() => metrics.serve(address, () => true), "--metrics", values.metrics));
+    if (values.spool) {
+      metrics.gauge(
+        "reclog_spool_healthy",
+        "1 while the spool is written, 0 while spooling is paused (disk full, file too large)",
+        {},
+        () => journal.spoolHealthy ? 1 : 0,
+      );
+      metrics.counterOf(
+        "reclog_spool_write_errors_total",
+        "Writes to the spool that failed",
+        {},
+        () => journal.spoolWriteErrors,
+      );
+    }
+    stack.use(
+      await bind(
+        () => metrics.serve(address, () => journal.spoolHealthy),
+        "--metrics",
+        values.metrics,
+      ),
+    );
   }
   // Everything is bound: only now say so, so a failure above prints one line.
   for (const line of bound) log("serve").info(line);

@@ -2,10 +2,18 @@
  * The journal's segments on disk (`serve --spool DIR`), so a restart of
  * `serve` continues the same journal: same epoch, next sequence number.
  *
- * Layout: `DIR/journal.json` holds `{"epoch": ...}`; each segment is
- * `DIR/<first sequence number, 16 digits>.seg` holding wire frames exactly as
- * sent to clients. A segment is written by appending; a record torn by a
- * crash (an incomplete last frame) is found and cut when the spool opens.
+ * Layout: `DIR/journal.json` holds `{"epoch": ..., "next": N}`, where `N` says
+ * that this epoch had numbered (and spooled) every message below `N`; each
+ * segment is `DIR/<first sequence number, 16 digits>.seg` holding wire frames
+ * exactly as sent to clients. A segment is written by appending; a record torn
+ * by a crash (an incomplete last frame) is found and cut when the spool opens.
+ *
+ * A journal that cannot continue its numbering (its segments are gone, end
+ * below `N`, or were dropped after damage; or `journal.json` is missing) starts
+ * a new epoch, so that no client resuming with an old `{epoch, next}` skips
+ * new messages that reuse old numbers. While the spool cannot be written (a
+ * full disk, `ulimit -f`), `journal.json` is removed for the same reason: the
+ * journal then hands out numbers that are not on disk.
  *
  * @module
  */
@@ -31,13 +39,69 @@ export interface SpooledSegment {
 
 /** What {@linkcode Spool.open} found. */
 export interface SpoolContents {
-  /** The journal's epoch (new if the spool was empty). */
+  /** The journal's epoch (new if the spool was empty or could not be continued). */
   epoch: string;
   /** Segments in order, contiguous. */
   segments: SpooledSegment[];
+  /** Sequence number the journal continues with. */
+  next: number;
+  /** Why a new epoch was started, when an old one could not be continued. */
+  newEpochReason?: string;
+  /**
+   * Whether `journal.json` names this epoch on disk; when false (the disk is
+   * full), the journal must not write segments until it did.
+   */
+  metaWritten: boolean;
+  /** Why `journal.json` could not be written, when it could not. */
+  metaError?: unknown;
 }
 
 const TWO_32 = 2 ** 32;
+const META = "journal.json";
+
+/** `journal.json` writes still in flight, by directory (a reopen waits for them). */
+const pendingMeta = new Map<string, Promise<void>>();
+
+/**
+ * A failed write to a segment file. The file was cut back to what it held
+ * before the write, or, when even that failed, removed (`reset`).
+ */
+export class SpoolWriteError extends Error {
+  /** True when the segment file was removed: none of its bytes are on disk. */
+  readonly reset: boolean;
+  /** The error the file system gave. */
+  override readonly cause: unknown;
+
+  /** Wraps `cause`, the error of a write to `path`. */
+  constructor(path: string, cause: unknown, reset: boolean) {
+    super(`Cannot write '${path}': ${describeSpoolError(cause)}`);
+    this.name = "SpoolWriteError";
+    this.cause = cause;
+    this.reset = reset;
+  }
+}
+
+/**
+ * A short description of a spool write error, naming the usual causes.
+ *
+ * @example Describe a full disk
+ * ```ts
+ * import { describeSpoolError } from "./spool.ts";
+ * describeSpoolError(new Error("No space left on device (os error 28)")); // "no space left on device"
+ * ```
+ */
+export function describeSpoolError(error: unknown): string {
+  if (error instanceof SpoolWriteError) return describeSpoolError(error.cause);
+  if (error instanceof Error && /File too large|os error 27/i.test(error.message)) {
+    return "file too large (a file size limit, ulimit -f?)";
+  }
+  return describeFsError(error);
+}
+
+interface OpenFile {
+  file: Deno.FsFile;
+  size: number;
+}
 
 /**
  * Segment files in a directory.
@@ -53,7 +117,13 @@ const TWO_32 = 2 ** 32;
 export class Spool implements Disposable {
   /** The spool directory, as given to {@linkcode Spool.open}. */
   readonly dir: string;
-  readonly #files = new Map<number, Deno.FsFile>();
+  readonly #files = new Map<number, OpenFile>();
+  #epoch = "";
+  /** Bumped by every {@linkcode Spool.invalidate}: a write begun before it must not stand. */
+  #generation = 0;
+  #invalid = false;
+  #chain: Promise<void> = Promise.resolve();
+  #xfsz: (() => void) | undefined;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -61,10 +131,12 @@ export class Spool implements Disposable {
 
   /** Opens (creating if needed) a spool directory and checks every segment. */
   static async open(dir: string): Promise<{ spool: Spool; contents: SpoolContents }> {
+    await pendingMeta.get(dir);
     try {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       const spool = new Spool(dir);
       const contents = await spool.#load();
+      spool.#catchXfsz();
       return { spool, contents };
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
@@ -74,10 +146,36 @@ export class Spool implements Disposable {
     }
   }
 
-  async #load(): Promise<SpoolContents> {
-    let epoch: string | undefined;
+  /**
+   * A write past `ulimit -f` raises SIGXFSZ, whose default action kills the
+   * process; with a listener the write fails with EFBIG instead.
+   */
+  #catchXfsz(): void {
+    const listener = () => {};
     try {
-      epoch = JSON.parse(await Deno.readTextFile(`${this.dir}/journal.json`)).epoch;
+      Deno.addSignalListener("SIGXFSZ", listener);
+      this.#xfsz = listener;
+    } catch {
+      // not on this platform
+    }
+  }
+
+  /** The epoch this spool holds. */
+  get epoch(): string {
+    return this.#epoch;
+  }
+
+  async #load(): Promise<SpoolContents> {
+    let stored: { epoch: string; next: number } | undefined;
+    try {
+      const parsed = JSON.parse(await Deno.readTextFile(`${this.dir}/${META}`));
+      const next = parsed?.next ?? 1;
+      if (
+        typeof parsed?.epoch === "string" && parsed.epoch.length > 0 &&
+        Number.isSafeInteger(next) && next >= 1
+      ) {
+        stored = { epoch: parsed.epoch, next };
+      }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound) && !(error instanceof SyntaxError)) throw error;
     }
@@ -87,6 +185,7 @@ export class Spool implements Disposable {
     }
     names.sort();
     const segments: SpooledSegment[] = [];
+    let damaged = false;
     for (let i = 0; i < names.length; i++) {
       const path = `${this.dir}/${names[i]}`;
       const firstSeq = Number(names[i]!.slice(0, 16));
@@ -101,6 +200,7 @@ export class Spool implements Disposable {
           path,
         });
         for (const later of names.slice(i)) await Deno.remove(`${this.dir}/${later}`);
+        damaged = true;
         break;
       }
       if (scan.length < bytes.length) {
@@ -116,60 +216,207 @@ export class Spool implements Disposable {
       }
       segments.push({ firstSeq, ...scan });
     }
-    if (!epoch || segments.length === 0) {
-      epoch ??= crypto.randomUUID();
+    const last = segments[segments.length - 1];
+    const next = last ? last.firstSeq + last.count : 1;
+    let reason: string | undefined;
+    if (!stored) {
+      if (segments.length > 0) reason = `${META} is missing or unreadable`;
+    } else if (damaged) {
+      reason = "damaged segments were dropped";
+    } else if (next < stored.next) {
+      reason = segments.length > 0
+        ? `its segments end at seq ${next - 1}, but it had numbered messages up to ${
+          stored.next - 1
+        }`
+        : `its segments are gone (it had numbered messages up to ${stored.next - 1})`;
     }
-    await writeFileAtomic(`${this.dir}/journal.json`, JSON.stringify({ epoch }) + "\n", {
-      sync: true,
+    const continued = stored !== undefined && reason === undefined;
+    this.#epoch = continued ? stored!.epoch : crypto.randomUUID();
+    if (reason) {
+      log("spool").warn(
+        "spool {dir}: the journal {old} cannot continue its numbering: {reason}; starting a new epoch {epoch} (resuming clients are told that an unknown number of messages may be lost)",
+        { dir: this.dir, old: stored?.epoch ?? "(unknown)", reason, epoch: this.#epoch },
+      );
+    }
+    let metaWritten = true;
+    let metaError: unknown;
+    if (!continued) {
+      try {
+        await this.#writeMeta(next);
+      } catch (error) {
+        // A full disk: no file may name the old epoch (or none), so remove it.
+        metaWritten = false;
+        metaError = error;
+        this.invalidate();
+      }
+    }
+    return {
+      epoch: this.#epoch,
+      segments,
+      next,
+      ...(reason ? { newEpochReason: reason } : {}),
+      metaWritten,
+      ...(metaWritten ? {} : { metaError }),
+    };
+  }
+
+  #writeMeta(next: number): Promise<void> {
+    return writeFileAtomic(
+      `${this.dir}/${META}`,
+      JSON.stringify({ epoch: this.#epoch, next }) + "\n",
+      { sync: true },
+    );
+  }
+
+  /**
+   * Records in `journal.json` that this epoch numbered (and spooled) every
+   * message below `next`. With `restore`, also ends an
+   * {@linkcode Spool.invalidate}; without, does nothing while invalidated.
+   * Resolves to whether the file now stands; rejects when it cannot be
+   * written. Writes are done one at a time, in order.
+   */
+  recordNext(next: number, restore = false): Promise<boolean> {
+    const generation = this.#generation;
+    const run = async (): Promise<boolean> => {
+      if (this.#invalid && !restore) return false;
+      await this.#writeMeta(next);
+      if (this.#generation !== generation) {
+        // Invalidated while it was written: it must not stand.
+        this.#removeMeta();
+        return false;
+      }
+      this.#invalid = false;
+      return true;
+    };
+    const result = this.#chain.then(run);
+    const settled = result.then(() => {}, () => {});
+    this.#chain = settled;
+    pendingMeta.set(this.dir, settled);
+    settled.then(() => {
+      if (pendingMeta.get(this.dir) === settled) pendingMeta.delete(this.dir);
     });
-    return { epoch, segments };
+    return result;
+  }
+
+  /**
+   * Removes `journal.json` at once (this works on a full disk): the journal
+   * is handing out sequence numbers that are not on disk, so a restart must
+   * start a new epoch rather than reuse them.
+   */
+  invalidate(): void {
+    this.#generation++;
+    this.#invalid = true;
+    this.#removeMeta();
+  }
+
+  #removeMeta(): void {
+    try {
+      Deno.removeSync(`${this.dir}/${META}`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        log("spool").error("cannot remove {path}: {reason}", {
+          path: `${this.dir}/${META}`,
+          reason: describeFsError(error),
+        });
+      }
+    }
+  }
+
+  /** Resolves when no `journal.json` write is in flight. */
+  settled(): Promise<void> {
+    return this.#chain;
   }
 
   #path(firstSeq: number): string {
     return `${this.dir}/${String(firstSeq).padStart(16, "0")}.seg`;
   }
 
-  /** Appends bytes to the segment starting at `firstSeq` (created on first use). */
+  /**
+   * Appends bytes to the segment starting at `firstSeq` (created on first
+   * use). On failure the file is cut back to what it held before, and a
+   * {@linkcode SpoolWriteError} thrown.
+   */
   append(firstSeq: number, bytes: Uint8Array): void {
-    let file = this.#files.get(firstSeq);
-    if (!file) {
-      file = Deno.openSync(this.#path(firstSeq), { append: true, create: true, mode: 0o600 });
-      this.#files.set(firstSeq, file);
+    const path = this.#path(firstSeq);
+    let open = this.#files.get(firstSeq);
+    try {
+      if (!open) {
+        const file = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+        open = { file, size: file.statSync().size };
+        this.#files.set(firstSeq, open);
+      }
+    } catch (error) {
+      throw new SpoolWriteError(path, error, false);
     }
     let offset = 0;
-    while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
+    try {
+      while (offset < bytes.length) offset += open.file.writeSync(bytes.subarray(offset));
+    } catch (error) {
+      if (offset === 0) throw new SpoolWriteError(path, error, false);
+      try {
+        open.file.truncateSync(open.size);
+      } catch {
+        this.remove(firstSeq);
+        throw new SpoolWriteError(path, error, true);
+      }
+      throw new SpoolWriteError(path, error, false);
+    }
+    open.size += offset;
   }
 
   /** Closes the segment's file (it is complete). */
   seal(firstSeq: number): void {
-    this.#files.get(firstSeq)?.close();
+    const open = this.#files.get(firstSeq);
+    if (!open) return;
     this.#files.delete(firstSeq);
+    try {
+      open.file.close();
+    } catch {
+      // already closed
+    }
   }
 
-  /** Reads a whole segment. */
+  /** Reads a whole segment; throws when it cannot be read. */
   read(firstSeq: number): Uint8Array {
     return Deno.readFileSync(this.#path(firstSeq));
   }
 
-  /** Deletes a segment. */
+  /** Deletes a segment; a failure is logged, not thrown. */
   remove(firstSeq: number): void {
     this.seal(firstSeq);
     try {
       Deno.removeSync(this.#path(firstSeq));
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      if (!(error instanceof Deno.errors.NotFound)) {
+        log("spool").error("cannot remove {path}: {reason}", {
+          path: this.#path(firstSeq),
+          reason: describeFsError(error),
+        });
+      }
     }
   }
 
-  /** Flushes to stable storage (used on a clean stop). */
+  /** Flushes to stable storage (used on a clean stop); a failure is logged. */
   sync(): void {
-    for (const file of this.#files.values()) file.syncSync();
+    for (const [firstSeq, open] of this.#files) {
+      try {
+        open.file.syncSync();
+      } catch (error) {
+        log("spool").error("cannot sync {path}: {reason}", {
+          path: this.#path(firstSeq),
+          reason: describeSpoolError(error),
+        });
+      }
+    }
   }
 
   /** Closes every open file; safe to call twice. */
   close(): void {
-    for (const file of this.#files.values()) file.close();
-    this.#files.clear();
+    for (const firstSeq of [...this.#files.keys()]) this.seal(firstSeq);
+    if (this.#xfsz) {
+      Deno.removeSignalListener("SIGXFSZ", this.#xfsz);
+      this.#xfsz = undefined;
+    }
   }
 
   /** Closes every open file, like {@linkcode Spool.close}. */
@@ -177,7 +424,6 @@ export class Spool implements Disposable {
     this.close();
   }
 }
-
 /** Walks frames while they are whole, valid message frames with consecutive numbers. */
 function scanSegment(
   bytes: Uint8Array,
