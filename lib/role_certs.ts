@@ -510,6 +510,13 @@ function formatCertificate(info: CertificateInfo, file: string, now = Date.now()
   }
   const rows: [string, string][] = [
     ["File", file],
+    [
+      "Fit for",
+      fitFor(info) +
+      (status.startsWith("EXPIRED") || status.startsWith("NOT YET")
+        ? ` (but ${status.split(",")[0]!.toLowerCase()}: not usable now)`
+        : ""),
+    ],
     ["Subject", info.subject],
     ["Issuer", info.issuer + (info.issuer === info.subject ? " (self-signed)" : "")],
     ["SANs", info.subjectAltNames.length > 0 ? info.subjectAltNames.join(", ") : "(none)"],
@@ -523,6 +530,80 @@ function formatCertificate(info: CertificateInfo, file: string, now = Date.now()
     ["Version", `X.509 v${info.version}`],
   ];
   return rows.map(([label, value]) => `${`${label}:`.padEnd(12)}${value}`).join("\n");
+}
+
+const KEY_USAGE_NAMES = new Set([
+  "digitalSignature",
+  "nonRepudiation",
+  "keyEncipherment",
+  "dataEncipherment",
+  "keyAgreement",
+  "keyCertSign",
+  "cRLSign",
+  "encipherOnly",
+  "decipherOnly",
+]);
+
+/**
+ * What a certificate is fit for, in plain words: a CA, a TLS server
+ * (`serve`/`listen --cert`), a TLS client (`pull`/`send --cert`), or both.
+ *
+ * @example Describe the server certificate's purpose
+ * ```ts
+ * import { fitFor, readCertificates } from "./role_certs.ts";
+ * const [info] = await readCertificates("pki/server.pem");
+ * console.log(fitFor(info!)); // "a TLS server: reclog serve --cert or listen --cert; ..."
+ * ```
+ */
+export function fitFor(info: CertificateInfo): string {
+  if (info.isCa) {
+    return "a CA: it signs certificates; give it as --ca (ca.pem), never as --cert";
+  }
+  const extended = info.usages.filter((usage) => !KEY_USAGE_NAMES.has(usage));
+  // No extendedKeyUsage extension: TLS takes the certificate for either end.
+  const server = extended.length === 0 || extended.includes("serverAuth");
+  const client = extended.length === 0 || extended.includes("clientAuth");
+  if (server && client) {
+    return "a TLS server and client: serve/listen --cert and pull/send --cert";
+  }
+  if (server) {
+    return "a TLS server: reclog serve --cert or listen --cert; not for pull or send (no clientAuth)";
+  }
+  if (client) {
+    return "a TLS client: reclog pull --cert or send --cert; not for serve or listen (no serverAuth)";
+  }
+  return `neither a TLS server nor a client (extended key usage: ${extended.join(", ")})`;
+}
+
+/**
+ * The one deployment that `certs init` prints, README.md describes and
+ * contrib/systemd/ and contrib/rsyslog/ implement.
+ */
+export const DEPLOYMENT = {
+  /** Certificates and keys, on the VPS and at home. */
+  etc: "/etc/reclog",
+  /** serve --spool (reclog-serve.service's StateDirectory). */
+  spool: "/var/lib/reclog/spool",
+  /** pull --state (reclog-pull.service's StateDirectory). */
+  state: "/var/lib/reclog/pull/pull.state",
+  /** serve --syslog-in: what contrib/rsyslog/90-forward-to-reclog.conf forwards to. */
+  syslogIn: "tcp://127.0.0.1:5141",
+  /** serve --listen. */
+  listen: `0.0.0.0:${DEFAULT_PORT}`,
+  /** pull --to: what contrib/rsyslog/10-reclog-receive.conf listens on. */
+  to: "udp://127.0.0.1:514",
+} as const;
+
+function serveCommand(): string {
+  const etc = DEPLOYMENT.etc;
+  return `reclog serve --cert ${etc}/server.pem --key ${etc}/server.key --ca ${etc}/ca.pem ` +
+    `--listen ${DEPLOYMENT.listen} --syslog-in ${DEPLOYMENT.syslogIn} --spool ${DEPLOYMENT.spool}`;
+}
+
+function pullCommand(server: string, name = "home"): string {
+  const etc = DEPLOYMENT.etc;
+  return `reclog pull --server ${server} --cert ${etc}/${name}.pem --key ${etc}/${name}.key ` +
+    `--ca ${etc}/ca.pem --to ${DEPLOYMENT.to} --state ${DEPLOYMENT.state}`;
 }
 
 function initReport(result: InitResult): string {
@@ -550,21 +631,29 @@ function initReport(result: InitResult): string {
       "Certificates issued by the old CA no longer verify: reissue them with 'reclog certs client'.",
     );
   }
+  const etc = DEPLOYMENT.etc;
+  const vps = result.serverName.includes(":") ? `[${result.serverName}]` : result.serverName;
   lines.push(
     "",
-    "Next steps:",
+    `Next steps (the deployment of contrib/systemd/ and contrib/rsyslog/: certificates in ${etc}`,
+    `on both machines, the spool in ${DEPLOYMENT.spool}, the resume point in ${DEPLOYMENT.state};`,
+    "run as root, the contrib/ paths are those of a reclog checkout):",
     "  1. Copy ca.pem, server.pem and server.key to the VPS (keep server.key mode 0600).",
     "     ca.key stays at home: it never goes to the VPS.",
-    `       scp ${path("ca.pem")} ${path("server.pem")} ${path("server.key")} VPS:${result.dir}/`,
-    "  2. On the VPS (adjust the paths if you copied the files elsewhere):",
-    `       reclog serve --cert ${path("server.pem")} --key ${path("server.key")} --ca ${
-      path("ca.pem")
-    }`,
-    "  3. At home, make a client certificate and pull:",
+    `       ssh root@${result.serverName} 'install -d -m 0700 ${etc}'`,
+    `       scp ${path("ca.pem")} ${path("server.pem")} ${path("server.key")} root@${vps}:${etc}/`,
+    `  2. On the VPS: rsyslog forwards to reclog over TCP on ${DEPLOYMENT.syslogIn}, and reclog serves`,
+    `     clients on port ${DEFAULT_PORT} (open it in the firewall; reclog-serve.service runs the same):`,
+    "       install -m 0644 contrib/rsyslog/90-forward-to-reclog.conf /etc/rsyslog.d/ && systemctl restart rsyslog",
+    `       ${serveCommand()}`,
+    "  3. At home: a client certificate, an rsyslog that files what pull re-injects under",
+    "     /var/log/remote/HOST/, and pull (reclog-pull.service runs the same):",
     `       reclog certs client home --dir ${shellQuote(result.dir)}`,
-    `       reclog pull --server ${server} --cert ${path("home.pem")} --key ${
+    `       install -d -m 0700 ${etc} && install -m 0600 ${path("ca.pem")} ${path("home.pem")} ${
       path("home.key")
-    } --ca ${path("ca.pem")}`,
+    } ${etc}/`,
+    "       install -m 0644 contrib/rsyslog/10-reclog-receive.conf contrib/rsyslog/20-tlog.conf /etc/rsyslog.d/ && systemctl restart rsyslog",
+    `       ${pullCommand(server)}`,
   );
   return lines.join("\n");
 }
@@ -588,13 +677,14 @@ function clientReport(result: ClientResult): string {
       }; the certificate works until then.`,
     );
   }
+  const etc = DEPLOYMENT.etc;
   lines.push(
     "",
-    "Pull with it:",
-    `  reclog pull --server ${result.server ?? `SERVER:${DEFAULT_PORT}`} --cert ${
+    `Install it at home in ${etc} and pull with it (as reclog-pull.service does):`,
+    `  install -d -m 0700 ${etc} && install -m 0600 ${path("ca.pem")} ${
       path(`${result.name}.pem`)
-    } ` +
-      `--key ${path(`${result.name}.key`)} --ca ${path("ca.pem")}`,
+    } ${path(`${result.name}.key`)} ${etc}/`,
+    `  ${pullCommand(result.server ?? `SERVER:${DEFAULT_PORT}`, result.name)}`,
   );
   return lines.join("\n");
 }

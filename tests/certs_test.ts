@@ -116,14 +116,17 @@ Deno.test("certs init and client make the files with the right modes", async () 
   // The next steps, with absolute paths, and where each file goes.
   assert.ok(
     init.stdout.includes(
-      `reclog serve --cert ${pki}/server.pem --key ${pki}/server.key --ca ${pki}/ca.pem`,
-    ),
+      `scp ${pki}/ca.pem ${pki}/server.pem ${pki}/server.key root@localhost:/etc/reclog/`,
+    ) &&
+      init.stdout.includes(
+        "reclog serve --cert /etc/reclog/server.pem --key /etc/reclog/server.key --ca /etc/reclog/ca.pem",
+      ),
     init.stdout,
   );
   assert.ok(init.stdout.includes(`reclog certs client home --dir ${pki}`), init.stdout);
   assert.ok(
     init.stdout.includes(
-      `reclog pull --server localhost:6514 --cert ${pki}/home.pem --key ${pki}/home.key --ca ${pki}/ca.pem`,
+      "reclog pull --server localhost:6514 --cert /etc/reclog/home.pem --key /etc/reclog/home.key --ca /etc/reclog/ca.pem",
     ),
     init.stdout,
   );
