@@ -56,6 +56,11 @@ interface Written {
   size: number;
   /** The server journal's epoch the numbers belong to. */
   epoch?: string;
+  /**
+   * A rotation recorded and maybe not done yet: DIR/<stream> is to become
+   * DIR/<rotating> (done on the next load if a crash came first).
+   */
+  rotating?: string;
 }
 
 const SIDECAR = ".reclog-mirror.json";
@@ -87,6 +92,8 @@ export class MirrorSink implements Sink {
   readonly #pending = new Map<string, Pending>();
   #written: Record<string, Written> | undefined;
   #dirty = false;
+  /** Streams new since the sidecar was last saved: their file waits for it. */
+  readonly #unrecorded = new Set<string>();
   #epoch: string | undefined;
 
   /** Mirrors into `dir`; nothing is read or created until the first write. */
@@ -104,10 +111,19 @@ export class MirrorSink implements Sink {
       if (parsed && typeof parsed === "object") {
         for (const [name, record] of Object.entries(parsed as Record<string, Written>)) {
           if (
-            Number.isSafeInteger(record?.seq) && Number.isSafeInteger(record?.size) &&
-            (record.epoch === undefined || typeof record.epoch === "string")
+            Number.isSafeInteger(record?.seq) && record.seq >= 0 &&
+            Number.isSafeInteger(record?.size) && record.size >= 0 &&
+            (record.epoch === undefined || typeof record.epoch === "string") &&
+            (record.rotating === undefined ||
+              (typeof record.rotating === "string" &&
+                safeName(record.rotating) === record.rotating))
           ) {
-            written[name] = { seq: record.seq, size: record.size, epoch: record.epoch };
+            written[name] = {
+              seq: record.seq,
+              size: record.size,
+              epoch: record.epoch,
+              ...(record.rotating ? { rotating: record.rotating } : {}),
+            };
           }
         }
       }
@@ -121,6 +137,7 @@ export class MirrorSink implements Sink {
     }
     for (const [name, record] of Object.entries(written)) {
       const path = `${this.#dir}/${name}`;
+      await this.#completeRotation(written, name);
       try {
         const { size } = await Deno.stat(path);
         if (size > record.size) await Deno.truncate(path, record.size);
@@ -153,12 +170,7 @@ export class MirrorSink implements Sink {
           const name = safeName(frame.stream());
           if (this.#done(written, name, frame.seq)) continue;
           await this.#flush(name);
-          await this.#rotate(name, frame.time);
-          written[name] = { seq: frame.seq, size: 0, epoch: this.#epoch };
-          this.#dirty = true;
-          // Recorded before the new file gets a byte: a restart must not
-          // cut the new file to the old one's size.
-          await this.#saveSidecar();
+          await this.#rotate(written, name, frame.seq, frame.time);
           continue;
         }
         if (frame.type !== FrameType.Message) continue;
@@ -241,15 +253,19 @@ export class MirrorSink implements Sink {
       throw new Error(`cannot save mirror state '${path}': ${describeFsError(error)}`);
     }
     this.#dirty = false;
+    this.#unrecorded.clear();
   }
 
   /**
    * Opens DIR/<name> for appending; a file longer than what is recorded for
-   * it (a torn tail that could not be cut before) is cut back first.
+   * it (a torn tail that could not be cut before) is cut back first. A new
+   * stream's file gets no byte before the sidecar on disk has a record of it:
+   * else a restart would not cut what a crash left in it.
    */
   async #open(name: string): Promise<Open> {
     const known = this.#files.get(name);
     if (known) return known;
+    await this.#completeRotation(this.#written!, name);
     await Deno.mkdir(this.#dir, { recursive: true, mode: 0o750 });
     const file = await Deno.open(`${this.#dir}/${name}`, {
       append: true,
@@ -258,11 +274,18 @@ export class MirrorSink implements Sink {
     });
     try {
       let { size } = await file.stat();
-      const recorded = this.#written?.[name]?.size;
-      if (recorded !== undefined && size > recorded) {
-        await file.truncate(recorded);
-        size = recorded;
+      const written = this.#written!;
+      const record = written[name];
+      if (record && size > record.size) {
+        await file.truncate(record.size);
+        size = record.size;
       }
+      if (!record) {
+        written[name] = { seq: 0, size, epoch: this.#epoch };
+        this.#dirty = true;
+        this.#unrecorded.add(name);
+      }
+      if (this.#unrecorded.has(name)) await this.#saveSidecar();
       const open = { file, size };
       this.#files.set(name, open);
       return open;
@@ -353,26 +376,61 @@ export class MirrorSink implements Sink {
     open.size = Math.min(real, keep);
   }
 
-  async #rotate(name: string, time: number): Promise<void> {
+  /**
+   * Rotates DIR/<name> to `NAME.STAMP` in two steps a crash cannot split
+   * badly: the sidecar records the rotation and its target first (so a
+   * restart neither cuts the new file to the old one's size nor, the
+   * rotation being delivered again, renames the new file away), then the
+   * rename is done.
+   */
+  async #rotate(
+    written: Record<string, Written>,
+    name: string,
+    seq: number,
+    time: number,
+  ): Promise<void> {
     this.#drop(name);
     const path = `${this.#dir}/${name}`;
     const stamp = new Date(time).toISOString().replace(/[-:T]/g, "").slice(0, 14);
-    let target = `${path}.${stamp}`;
-    for (let n = 1; await exists(target); n++) target = `${path}.${stamp}-${n}`;
+    let target = `${name}.${stamp}`;
+    for (let n = 1; await exists(`${this.#dir}/${target}`); n++) target = `${name}.${stamp}-${n}`;
+    const before = written[name];
+    written[name] = { seq, size: 0, epoch: this.#epoch, rotating: target };
+    this.#dirty = true;
     try {
-      await Deno.rename(path, target);
+      await this.#saveSidecar();
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        // Bytes were recorded for it: a crash came after the rename and
-        // before the sidecar said so; the rotated copy is already there.
-        if ((this.#written?.[name]?.size ?? 0) > 0) return;
-        // Nothing was mirrored since the last rotation: an empty rotated file.
-        await Deno.mkdir(this.#dir, { recursive: true, mode: 0o750 });
-        await Deno.writeFile(target, new Uint8Array(0), { mode: 0o640 });
-        return;
+      // Not recorded: the rotation is not done, and comes again with the retry.
+      if (before) written[name] = before;
+      else delete written[name];
+      throw new Error(`cannot rotate mirror file '${path}': ${errorText(error)}`);
+    }
+    await this.#completeRotation(written, name);
+  }
+
+  /** Does the rename a record says is due (once; a no-op when done). */
+  async #completeRotation(written: Record<string, Written>, name: string): Promise<void> {
+    const record = written[name];
+    if (!record?.rotating) return;
+    const path = `${this.#dir}/${name}`;
+    const target = `${this.#dir}/${record.rotating}`;
+    try {
+      // Target there: renamed before a crash; DIR/<name> is the new file.
+      if (!(await exists(target))) {
+        try {
+          await Deno.rename(path, target);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+          // Nothing was mirrored since the last rotation: an empty rotated file.
+          await Deno.mkdir(this.#dir, { recursive: true, mode: 0o750 });
+          await Deno.writeFile(target, new Uint8Array(0), { mode: 0o640 });
+        }
       }
+    } catch (error) {
       throw new Error(`cannot rotate mirror file '${path}': ${describeFsError(error)}`);
     }
+    written[name] = { seq: record.seq, size: record.size, epoch: record.epoch };
+    this.#dirty = true;
   }
 
   close(): Promise<void> {
@@ -394,6 +452,10 @@ async function exists(path: string): Promise<boolean> {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** A stream name as a file name: no slashes, no leading dot. */
