@@ -15,7 +15,6 @@ import type { TLSSocket } from "node:tls";
 import {
   DEFAULT_MAX_FRAME,
   encodeControl,
-  FrameReader,
   FrameSplitter,
   FrameType,
   PROTOCOL_VERSION,
@@ -31,7 +30,7 @@ import {
   serverTlsOptions,
   type TlsMaterial,
 } from "./tls_policy.ts";
-import { formatHostPort } from "./cli.ts";
+import { errorMessage, formatHostPort } from "./cli.ts";
 import type { Counter, Metrics } from "./metrics.ts";
 
 /** Options for {@linkcode FanoutServer}. */
@@ -54,6 +53,13 @@ export interface FanoutServerOptions {
    * @default {90000}
    */
   idleTimeoutMs?: number;
+  /**
+   * Drop a client whose greeting has not fully arrived this long after its
+   * TLS handshake finished, ms. The deadline is absolute: bytes that trickle
+   * in do not extend it.
+   * @default {10000}
+   */
+  helloTimeoutMs?: number;
   /**
    * Stop feeding a client while its socket holds this many unsent bytes.
    * @default {1 MiB}
@@ -192,22 +198,34 @@ export class FanoutServer implements AsyncDisposable {
   }
 
   #accept(socket: TLSSocket): void {
-    const address = remote(socket);
-    const reason = checkPeer(socket, this.#options.policy, this.#options.material.authorities);
-    if (reason) {
-      log("serve").warn("client {address} refused: {reason}", { address, reason });
-      this.#refused(reason);
-      socket.end(encodeControl(FrameType.Close, `refused: ${reason}`));
-      socket.destroySoon();
-      return;
+    // Nothing a client does may throw out of here: it would end the process.
+    socket.on("error", () => {}); // each session logs its own errors
+    try {
+      const address = remote(socket);
+      const reason = checkPeer(socket, this.#options.policy, this.#options.material.authorities);
+      if (reason) {
+        log("serve").warn("client {address} refused: {reason}", { address, reason });
+        this.#refused(reason);
+        socket.end(encodeControl(FrameType.Close, `refused: ${reason}`));
+        socket.destroySoon();
+        const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+        socket.once("close", () => clearTimeout(timer));
+        return;
+      }
+      const peer = peerIdentity(socket)!;
+      const session = new ClientSession(socket, this.#journal, this.#options, {
+        address,
+        name: peer.commonName,
+      });
+      this.#sessions.add(session);
+      session.done.then(() => this.#sessions.delete(session));
+    } catch (error) {
+      log("serve").error("client {address} dropped: {error}", {
+        address: remote(socket),
+        error: errorMessage(error),
+      });
+      socket.destroy();
     }
-    const peer = peerIdentity(socket)!;
-    const session = new ClientSession(socket, this.#journal, this.#options, {
-      address,
-      name: peer.commonName,
-    });
-    this.#sessions.add(session);
-    session.done.then(() => this.#sessions.delete(session));
   }
 
   #refused(reason: string): void {
@@ -238,7 +256,15 @@ export class FanoutServer implements AsyncDisposable {
   }
 }
 
+/** How long a closing connection may take to flush its `C` frame, ms. */
+const CLOSE_GRACE_MS = 2000;
+
+/** The longest text of a client's `C` frame that is logged. */
+const MAX_LOGGED_REASON = 200;
+
 const REFUSAL_CATEGORIES: Array<[RegExp, string]> = [
+  [/a CA certificate/, "not_leaf"],
+  [/extendedKeyUsage|keyUsage/, "key_usage"],
   [/no client certificate/, "no_certificate"],
   [/not signed by --ca/, "unknown_ca"],
   [/expired/, "expired"],
@@ -285,11 +311,14 @@ class ClientSession {
   readonly #options: FanoutServerOptions;
   readonly #peer: SessionPeer;
   readonly #splitter: FrameSplitter;
+  readonly #labels: { client: string };
   #cursor: Cursor | undefined;
   #unsubscribe: (() => void) | undefined;
   #lastSent = Date.now();
   #lastReceived = Date.now();
   #timer: ReturnType<typeof setInterval>;
+  #helloTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
   #sentMessages: Counter | undefined;
   #sentBytes: Counter | undefined;
@@ -306,45 +335,88 @@ class ClientSession {
     this.#journal = journal;
     this.#options = options;
     this.#peer = peer;
+    this.#labels = { client: `${peer.name}@${peer.address}` };
     this.#splitter = new FrameSplitter({ maxFrame: options.maxFrame ?? 65536 });
     this.done = new Promise((resolve) => this.#resolveDone = resolve);
     const keepAliveMs = options.keepAliveMs ?? 30_000;
-    this.#timer = setInterval(() => this.#tick(), Math.min(keepAliveMs, HANDSHAKE_TIMEOUT_MS));
+    this.#timer = setInterval(
+      () => this.#guard(() => this.#tick()),
+      Math.min(keepAliveMs, HANDSHAKE_TIMEOUT_MS),
+    );
+    // Absolute: counted from the end of the TLS handshake, whatever trickles in.
+    const helloMs = options.helloTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.#helloTimer = setTimeout(() => {
+      this.#helloTimer = undefined;
+      if (!this.#cursor) this.close(`no greeting within ${formatSeconds(helloMs)}`);
+    }, helloMs);
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
-    socket.on("drain", () => this.#pump());
+    socket.on("data", (chunk: Uint8Array) => this.#guard(() => this.#receive(chunk)));
+    socket.on("drain", () => this.#guard(() => this.#pump()));
     socket.on("error", (error: Error) => {
       this.#finish(`connection error: ${error.message}`);
       socket.destroy();
     });
     socket.on("close", () => {
       this.#finish("connection closed by client");
+      clearTimeout(this.#closeTimer);
       this.#resolveDone();
     });
   }
 
-  #receive(chunk: Uint8Array): void {
-    this.#lastReceived = Date.now();
+  /** Runs `step`; anything it throws closes this one connection, never the server. */
+  #guard(step: () => void): void {
     try {
-      const frame = new FrameReader(this.#splitter.push(chunk));
-      while (frame.next()) {
-        if (frame.type === FrameType.Hello) this.#hello(frame.json<ClientHello>());
-        else if (frame.type === FrameType.Close) this.close(`client closed: ${frame.text()}`);
-        else if (frame.type !== FrameType.KeepAlive) {
-          throw new ProtocolError(`unexpected frame type ${frame.type}`);
-        }
-      }
+      step();
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      this.close(`protocol error: ${error.message}`);
+      if (error instanceof ProtocolError) {
+        this.close(`protocol error: ${error.message}`);
+      } else {
+        log("serve").error("client {address} ({name}): internal error: {error}", {
+          address: this.#peer.address,
+          name: this.#peer.name,
+          error: errorMessage(error),
+        });
+        this.close("internal error");
+      }
+    }
+  }
+
+  /**
+   * Reads the client's frames. A client may send only `H` (once, first of
+   * the frames that matter), `K` and `C`; each frame's type and length are
+   * checked before its body is looked at.
+   */
+  #receive(chunk: Uint8Array): void {
+    if (this.#closing) return;
+    this.#lastReceived = Date.now();
+    const buf = this.#splitter.push(chunk); // whole frames only; throws ProtocolError
+    let pos = 0;
+    while (pos + 5 <= buf.length && !this.#closing) {
+      const length = (buf[pos]! << 24 >>> 0) + (buf[pos + 1]! << 16) + (buf[pos + 2]! << 8) +
+        buf[pos + 3]!;
+      const end = pos + 4 + length;
+      if (length < 1 || end > buf.length) {
+        throw new ProtocolError(`frame of ${length + 4} bytes runs past the data`);
+      }
+      const type = buf[pos + 4]!;
+      const body = buf.subarray(pos + 5, end);
+      pos = end;
+      if (type === FrameType.Hello) {
+        this.#hello(parseHello(body));
+      } else if (type === FrameType.Close) {
+        this.close(`client closed: ${printable(decoder.decode(body), MAX_LOGGED_REASON)}`);
+      } else if (type === FrameType.KeepAlive) {
+        if (body.length > 0) throw new ProtocolError("'K' frame with a body");
+      } else {
+        throw new ProtocolError(`unexpected ${frameName(type)} frame from a client`);
+      }
     }
   }
 
   #hello(hello: ClientHello): void {
     if (this.#cursor) throw new ProtocolError("second greeting");
-    if (hello?.proto !== "reclog" || hello.v !== PROTOCOL_VERSION) {
-      throw new ProtocolError(`unsupported greeting (want proto reclog v${PROTOCOL_VERSION})`);
-    }
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
     const journal = this.#journal;
     let start = journal.nextSeq;
     let lost: LostReport | undefined;
@@ -354,7 +426,7 @@ class ClientSession {
       if (resume.epoch !== journal.epoch) {
         start = journal.firstSeq;
         lost = { count: 0, unknown: true, reason: "the server's journal was restarted" };
-      } else if (!Number.isSafeInteger(resume.next) || resume.next > journal.nextSeq) {
+      } else if (resume.next > journal.nextSeq) {
         start = journal.firstSeq;
         lost = { count: 0, unknown: true, reason: "resume point is ahead of the journal" };
       } else {
@@ -383,23 +455,22 @@ class ClientSession {
     });
     const metrics = this.#options.metrics;
     if (metrics) {
-      const labels = { client: `${this.#peer.name}@${this.#peer.address}` };
       this.#sentMessages = metrics.counter(
         "reclog_client_messages_total",
         "Messages sent to each connected client",
-        labels,
+        this.#labels,
       );
       this.#sentBytes = metrics.counter(
         "reclog_client_bytes_total",
         "Bytes of frames sent to each connected client",
-        labels,
+        this.#labels,
       );
       this.#lost = metrics.counter(
         "reclog_lost_messages_total",
         "Messages clients were told they lost (fell behind the journal)",
       );
     }
-    this.#unsubscribe = journal.onAppend(() => this.#pump());
+    this.#unsubscribe = journal.onAppend(() => this.#guard(() => this.#pump()));
     this.#pump();
   }
 
@@ -443,13 +514,9 @@ class ClientSession {
 
   #tick(): void {
     const now = Date.now();
-    if (!this.#cursor && now - this.#lastReceived > HANDSHAKE_TIMEOUT_MS) {
-      this.close("no greeting within 10 s");
-      return;
-    }
     const idle = this.#options.idleTimeoutMs ?? 90_000;
     if (now - this.#lastReceived > idle) {
-      this.#finish(`client silent for ${Math.round(idle / 1000)} s`);
+      this.#finish(`client silent for ${formatSeconds(idle)}`);
       this.#socket.destroy();
       return;
     }
@@ -463,8 +530,7 @@ class ClientSession {
     if (this.#finish(reason)) {
       const socket = this.#socket;
       socket.end(encodeControl(FrameType.Close, reason));
-      const timer = setTimeout(() => socket.destroy(), 2000);
-      this.done.finally(() => clearTimeout(timer));
+      this.#closeTimer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
     }
     return this.done;
   }
@@ -474,10 +540,13 @@ class ClientSession {
     if (this.#closing) return false;
     this.#closing = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
     this.#unsubscribe?.();
-    const labels = { client: `${this.#peer.name}@${this.#peer.address}` };
-    this.#options.metrics?.remove("reclog_client_messages_total", labels);
-    this.#options.metrics?.remove("reclog_client_bytes_total", labels);
+    this.#unsubscribe = undefined;
+    this.#cursor = undefined;
+    this.#options.metrics?.remove("reclog_client_messages_total", this.#labels);
+    this.#options.metrics?.remove("reclog_client_bytes_total", this.#labels);
     log("serve").info("client {address} ({name}) disconnected: {reason}", {
       address: this.#peer.address,
       name: this.#peer.name,
@@ -485,4 +554,63 @@ class ClientSession {
     });
     return true;
   }
+}
+
+const decoder = new TextDecoder();
+
+/** `'M'` for a printable type byte, else `0x00`. */
+function frameName(type: number): string {
+  return type >= 0x21 && type <= 0x7e
+    ? `'${String.fromCharCode(type)}'`
+    : `0x${type.toString(16).padStart(2, "0")}`;
+}
+
+/** Text from a peer, safe for one log line: control characters escaped, length capped. */
+function printable(text: string, max: number): string {
+  const clean = text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x1f\x7f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean;
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/** Parses and checks a client's greeting; anything else is a {@linkcode ProtocolError}. */
+function parseHello(body: Uint8Array): ClientHello {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(body));
+  } catch {
+    throw new ProtocolError("malformed JSON in the greeting");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("the greeting is not a JSON object");
+  }
+  const hello = value as Record<string, unknown>;
+  if (hello.proto !== "reclog" || hello.v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`unsupported greeting (want proto reclog v${PROTOCOL_VERSION})`);
+  }
+  for (const flag of ["live", "oldest"] as const) {
+    if (hello[flag] !== undefined && typeof hello[flag] !== "boolean") {
+      throw new ProtocolError(`greeting field '${flag}' is not a boolean`);
+    }
+  }
+  const resume = hello.resume;
+  if (resume !== undefined) {
+    if (typeof resume !== "object" || resume === null || Array.isArray(resume)) {
+      throw new ProtocolError("greeting field 'resume' is not an object");
+    }
+    const { epoch, next } = resume as Record<string, unknown>;
+    if (typeof epoch !== "string" || epoch.length === 0 || epoch.length > 200) {
+      throw new ProtocolError("greeting field 'resume.epoch' is not an epoch id");
+    }
+    if (typeof next !== "number" || !Number.isSafeInteger(next) || next < 1) {
+      throw new ProtocolError("greeting field 'resume.next' is not a sequence number");
+    }
+  }
+  return hello as unknown as ClientHello;
 }
