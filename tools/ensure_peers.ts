@@ -21,6 +21,8 @@ export const PEERS: Record<string, string> = {
   ss: "iproute2",
   script: "bsdutils",
   "systemd-analyze": "systemd",
+  // Not on PATH: found as /usr/sbin/../lib/systemd/systemd-journal-remote.
+  "../lib/systemd/systemd-journal-remote": "systemd-journal-remote",
 };
 
 function found(program: string): boolean {
