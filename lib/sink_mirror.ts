@@ -105,13 +105,14 @@ export class MirrorSink implements Sink {
   /** Loads the sidecar once and cuts what a crash wrote beyond it. */
   async #load(): Promise<Record<string, Written>> {
     if (this.#written) return this.#written;
-    let written: Record<string, Written> = {};
+    // No prototype: a stream may be called "__proto__".
+    let written: Record<string, Written> = Object.create(null);
     try {
       const parsed = JSON.parse(await Deno.readTextFile(`${this.#dir}/${SIDECAR}`));
       if (parsed && typeof parsed === "object") {
         for (const [name, record] of Object.entries(parsed as Record<string, Written>)) {
           if (
-            Number.isSafeInteger(record?.seq) && record.seq >= 0 &&
+            safeName(name) === name && Number.isSafeInteger(record?.seq) && record.seq >= 0 &&
             Number.isSafeInteger(record?.size) && record.size >= 0 &&
             (record.epoch === undefined || typeof record.epoch === "string") &&
             (record.rotating === undefined ||
@@ -133,7 +134,7 @@ export class MirrorSink implements Sink {
           `cannot read mirror state '${this.#dir}/${SIDECAR}': ${describeFsError(error)}`,
         );
       }
-      written = {};
+      written = Object.create(null);
     }
     for (const [name, record] of Object.entries(written)) {
       const path = `${this.#dir}/${name}`;

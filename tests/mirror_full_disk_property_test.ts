@@ -177,3 +177,47 @@ Deno.test("MirrorSink on a full tmpfs: retries, crashes and lagging resume point
     assert.equal(umount.code, 0, `umount: ${umount.stderr}`);
   }
 });
+
+Deno.test("MirrorSink: any sidecar content is survived, names outside DIR are never touched", async () => {
+  await using dir = await tempDir();
+  const outside = `${dir.path}/outside`;
+  await Deno.writeTextFile(outside, "keep me\n");
+  const names = fc.constantFrom("syslog", "tcp", "../outside", "__proto__", "", ".x", "a/b");
+  const record = fc.record({
+    seq: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(2 ** 60)),
+    size: fc.oneof(fc.integer({ min: -5, max: 50 }), fc.double(), fc.string()),
+    epoch: fc.oneof(fc.string(), fc.integer(), fc.constant("e-prop")),
+    rotating: fc.oneof(fc.constant(undefined), fc.string(), fc.constantFrom("../outside", "x")),
+  }, { requiredKeys: [] });
+  const sidecar = fc.oneof(
+    fc.dictionary(names, fc.oneof(record, fc.jsonValue())).map((v) => JSON.stringify(v)),
+    fc.json(),
+    fc.string(),
+    fc.uint8Array({ maxLength: 200 }).map((b) => new TextDecoder().decode(b)),
+  );
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(sidecar, async (text) => {
+      const mirror = `${dir.path}/m${run++}`;
+      await Deno.mkdir(mirror);
+      await Deno.writeTextFile(`${mirror}/syslog`, "old line\n");
+      await Deno.writeTextFile(`${mirror}/.reclog-mirror.json`, text);
+      const sink = new MirrorSink(mirror);
+      try {
+        sink.begin("e-other");
+        await sink.write(
+          encode([{ seq: 1, stream: "syslog", rotated: false, data: encoder.encode("hello") }]),
+        );
+        assert.ok((await Deno.readTextFile(`${mirror}/syslog`)).endsWith("hello\n"));
+        assert.equal(await Deno.readTextFile(outside), "keep me\n");
+        // The sidecar written back is a valid one that names the stream.
+        const saved = JSON.parse(await Deno.readTextFile(`${mirror}/.reclog-mirror.json`));
+        assert.equal(saved.syslog.seq, 1);
+      } finally {
+        await sink.close();
+        await Deno.remove(mirror, { recursive: true });
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
