@@ -238,7 +238,11 @@ export class LineListener implements AsyncDisposable {
 
   #acceptTls(socket: tls.TLSSocket): void {
     const peer = addressOf(socket);
-    const reason = checkPeer(socket, { allowCn: [], allowFingerprint: [] });
+    const reason = checkPeer(
+      socket,
+      { allowCn: [], allowFingerprint: [] },
+      this.#options.tls?.authorities,
+    );
     if (reason) {
       logger.warn("refused TLS sender {peer}: {reason}", { peer, reason });
       socket.destroy();
@@ -478,7 +482,18 @@ export async function run(args: string[]): Promise<number> {
   } catch (error) {
     throw new ConfigError(`Cannot open --file '${file}': ${describeFsError(error)}`);
   }
-  const onSignal = () => stop.abort();
+  // The first signal stops cleanly (senders finish, the file is flushed); a
+  // second one exits at once.
+  let signalled = false;
+  const onSignal = () => {
+    if (signalled) {
+      logger.warn("second signal: exiting at once");
+      Deno.exit(1);
+    }
+    signalled = true;
+    logger.info("stopping (signal received)");
+    stop.abort();
+  };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {

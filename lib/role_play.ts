@@ -197,6 +197,8 @@ export class TimedOutput {
     if (due > now + 1) {
       await this.flush();
       await sleepUntil(due, this.#signal);
+      // Stopped during the pause: what was due after it is not played.
+      if (this.#signal?.aborted) return;
     }
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
@@ -414,7 +416,13 @@ export async function play(options: PlayOptions): Promise<number> {
     if (path === "-" && options.session === undefined) {
       spooled = await Deno.makeTempFile({ prefix: "reclog-play-" });
       const file = await Deno.open(spooled, { write: true, truncate: true });
-      await Deno.stdin.readable.pipeTo(file.writable);
+      try {
+        await Deno.stdin.readable.pipeTo(file.writable, { signal: options.signal });
+      } catch (error) {
+        // Stopped (SIGINT/SIGTERM) while reading stdin: the finally removes the copy.
+        if (options.signal?.aborted) return 0;
+        throw error;
+      }
       path = spooled;
     }
     let chosen: RecordingSummary | undefined;
@@ -727,10 +735,12 @@ export async function run(args: string[]): Promise<number> {
   }
   const controller = new AbortController();
   const stop = () => controller.abort();
-  const signals: Deno.Signal[] = values.follow ? ["SIGINT", "SIGTERM"] : [];
+  // --follow stops on a signal; so does stdin, whose temporary copy must be
+  // removed (without a handler a signal would kill reclog and leave it).
+  const signals: Deno.Signal[] = values.follow || file === "-" ? ["SIGINT", "SIGTERM"] : [];
   for (const name of signals) Deno.addSignalListener(name, stop);
   try {
-    return await play({
+    const code = await play({
       file,
       session: values.session,
       host: values.host,
@@ -740,6 +750,8 @@ export async function run(args: string[]): Promise<number> {
       lax: values.lax ?? false,
       signal: controller.signal,
     });
+    // Interrupted playback of stdin: 130, as a shell reports SIGINT.
+    return controller.signal.aborted && !values.follow ? 130 : code;
   } finally {
     for (const name of signals) Deno.removeSignalListener(name, stop);
   }
