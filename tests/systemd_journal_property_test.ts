@@ -1,0 +1,169 @@
+/**
+ * Properties of the journal JSON line parser and the RFC 5424 formatter on
+ * arbitrary bytes and arbitrary entries.
+ */
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  cursorPosition,
+  type JournalEntry,
+  JournalLineError,
+  parseEntryLine,
+  SyslogFormatter,
+} from "../lib/systemd_journal_format.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const value = fc.oneof(
+  fc.string({ unit: "binary", maxLength: 40 }),
+  fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 40 }),
+);
+const field = fc.oneof(
+  { weight: 4, arbitrary: value },
+  { weight: 1, arbitrary: fc.array(value, { minLength: 2, maxLength: 3 }) },
+);
+const entryArb: fc.Arbitrary<JournalEntry> = fc.record({
+  __CURSOR: fc.string({ maxLength: 60 }),
+  __REALTIME_TIMESTAMP: fc.oneof(
+    fc.bigInt({ min: 0n, max: 2n ** 64n }).map(String),
+    fc.string({ maxLength: 20 }),
+  ),
+  PRIORITY: fc.oneof(fc.integer({ min: -1, max: 12 }).map(String), fc.string({ maxLength: 3 })),
+  SYSLOG_FACILITY: fc.oneof(fc.integer({ min: -1, max: 30 }).map(String), value),
+  _HOSTNAME: field,
+  SYSLOG_IDENTIFIER: field,
+  _COMM: field,
+  _PID: field,
+  MESSAGE: field,
+  EXTRA: field,
+}, { requiredKeys: ["__CURSOR"] });
+
+function bytesOf(v: JournalEntry[string] | undefined): Uint8Array | undefined {
+  if (v === undefined || v === null) return undefined;
+  const first = typeof v === "string" || v.length === 0 || typeof v[0] === "number" ? v : v[0]!;
+  return typeof first === "string" ? encoder.encode(first) : Uint8Array.from(first as number[]);
+}
+
+const HEADER =
+  /^<(\d{1,3})>1 (-|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) ([!-~]{1,255}) ([!-~]{1,48}) ([!-~]{1,128}) - (-|\[journal@32473(?: [A-Za-z0-9_]{1,32}="(?:[^"\\\]]|\\.)*")+\])/;
+
+Deno.test("property: parseEntryLine on arbitrary bytes throws only JournalLineError", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+      try {
+        const entry = parseEntryLine(bytes);
+        assert.equal(typeof entry.__CURSOR, "string");
+      } catch (error) {
+        assert.ok(error instanceof JournalLineError, String(error));
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
+
+Deno.test("property: an entry's JSON line parses back to it; mutated lines parse or throw JournalLineError", () => {
+  fc.assert(
+    fc.property(
+      entryArb,
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+      (entry, mutations) => {
+        const line = encoder.encode(JSON.stringify(entry));
+        assert.deepEqual(parseEntryLine(line), entry);
+        const mutated = line.slice();
+        for (const [at, byte] of mutations) {
+          if (mutated.length > 0) mutated[at % mutated.length] = byte;
+        }
+        try {
+          const parsed = parseEntryLine(mutated);
+          for (const v of Object.values(parsed)) {
+            assert.ok(
+              v === null || typeof v === "string" || Array.isArray(v),
+              "only strings, byte arrays, arrays of them",
+            );
+          }
+        } catch (error) {
+          assert.ok(error instanceof JournalLineError, String(error));
+        }
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+Deno.test("property: every formatted entry is a valid RFC 5424 header and MESSAGE's bytes (or a prefix)", () => {
+  const formatter = new SyslogFormatter({ maxBytes: 1024, sdFields: ["EXTRA"] });
+  fc.assert(
+    fc.property(fc.array(entryArb, { minLength: 1, maxLength: 5 }), (entries) => {
+      for (const entry of entries) assert.equal(formatter.append(entry), true);
+      const messages = formatter.take();
+      assert.equal(messages.length, entries.length);
+      for (let i = 0; i < entries.length; i++) {
+        const message = messages[i]!;
+        assert.ok(message.length <= 1024);
+        // Header and SD are ASCII or UTF-8; read them as text (latin1 keeps bytes 1:1).
+        const text = Array.from(message, (b) => String.fromCharCode(b)).join("");
+        const match = HEADER.exec(text);
+        assert.ok(match, `not RFC 5424: ${JSON.stringify(text.slice(0, 120))}`);
+        assert.ok(Number(match[1]) <= 191);
+        const rest = message.subarray(match[0].length);
+        const msg = bytesOf(entries[i]!.MESSAGE);
+        if (msg === undefined || msg.length === 0) {
+          assert.equal(rest.length, 0);
+        } else {
+          assert.equal(rest[0], 0x20);
+          const got = rest.subarray(1);
+          assert.ok(got.length <= msg.length);
+          assert.deepEqual(got, msg.subarray(0, got.length));
+          if (got.length < msg.length) assert.equal(message.length > 1024 - 4, true);
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("property: PRI and TIMESTAMP follow PRIORITY, SYSLOG_FACILITY and __REALTIME_TIMESTAMP", () => {
+  const formatter = new SyslogFormatter();
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 7 }),
+      fc.integer({ min: 0, max: 23 }),
+      fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      (severity, facility, us) => {
+        const message = decoder.decode(formatter.format({
+          __CURSOR: "c",
+          PRIORITY: String(severity),
+          SYSLOG_FACILITY: String(facility),
+          __REALTIME_TIMESTAMP: String(us),
+        }));
+        const iso = new Date(Math.floor(us / 1000)).toISOString(); // ms precision
+        const year = Number(iso.slice(0, 4));
+        const stamp = year <= 9999 && !iso.startsWith("+")
+          ? `${iso.slice(0, 19)}.${String(us % 1e6).padStart(6, "0")}Z`
+          : "-";
+        assert.equal(message, `<${facility * 8 + severity}>1 ${stamp} - - - - -`);
+      },
+    ),
+    { numRuns: 500 },
+  );
+});
+
+Deno.test("property: cursorPosition reads s= and i= (hex) from any cursor, never throws", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ maxLength: 40 }),
+      fc.hexaString({ minLength: 1, maxLength: 32 }),
+      fc.integer({ min: 1, max: 2 ** 40 }),
+      (junk, id, seqnum) => {
+        cursorPosition(junk);
+        assert.deepEqual(
+          cursorPosition(`s=${id};i=${seqnum.toString(16)};b=${junk.replace(/;/g, "")}`),
+          { seqnumId: id, seqnum },
+        );
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
