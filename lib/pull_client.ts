@@ -617,11 +617,14 @@ function closeWithReason(socket: TLSSocket, error: ProtocolError): Promise<void>
   if (socket.destroyed || !socket.writable) return Promise.resolve();
   log("pull").debug("closing: protocol error: {reason}", { reason: error.message });
   return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, 1000);
-    socket.end(encodeControl(FrameType.Close, `protocol error: ${error.message}`), () => {
+    const done = () => {
       clearTimeout(timer);
+      socket.off("close", done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, 1000);
+    socket.once("close", done);
+    socket.end(encodeControl(FrameType.Close, `protocol error: ${error.message}`), done);
   });
 }
 

@@ -8,6 +8,10 @@
 
 import assert from "node:assert/strict";
 import tls from "node:tls";
+import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
+import { PullClient, type PullClientOptions } from "../lib/pull_client.ts";
+import { openSink } from "../lib/sink.ts";
+import { loadTlsMaterial } from "../lib/tls_policy.ts";
 import type { TLSSocket } from "node:tls";
 import {
   encodeControl,
@@ -388,4 +392,153 @@ Deno.test("pull: a hello that would restart the same epoch before the resume poi
   assert.equal(out.sink, "");
   assertProtocolError(out, /the server would start at seq 1, before our resume point 50/);
   assert.deepEqual(out.state, saved);
+});
+
+// In-process: the PullClient class with short timeouts, its log lines captured.
+
+/** Collects reclog's log lines (rendered messages) while a test runs. */
+function captureLogs(): { lines: string[] } & Disposable {
+  const lines: string[] = [];
+  configureSync({
+    reset: true,
+    sinks: { memory: (record: LogRecord) => lines.push(record.message.map(String).join("")) },
+    loggers: [
+      { category: ["reclog"], lowestLevel: "debug", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  return { lines, [Symbol.dispose]: () => resetSync() };
+}
+
+/** Runs a PullClient against `server` until `until` holds, then stops it. */
+async function runClient(
+  certs: CertPaths,
+  server: FakeServer,
+  options: Partial<PullClientOptions>,
+  until: () => boolean,
+  what: () => string,
+): Promise<void> {
+  const material = await loadTlsMaterial({
+    cert: certs.clientCert,
+    key: certs.clientKey,
+    ca: certs.ca,
+  });
+  await using sink = openSink({ kind: "udp", host: "127.0.0.1", port: 9 });
+  const controller = new AbortController();
+  const client = new PullClient({
+    host: "127.0.0.1",
+    port: server.port,
+    serverName: "localhost",
+    material,
+    sink,
+    signal: controller.signal,
+    ...options,
+  });
+  const running = client.run();
+  try {
+    await waitFor(until, { what });
+  } finally {
+    controller.abort();
+    await running;
+  }
+}
+
+async function fakeServerFor(
+  dir: string,
+  script: (connection: FakeConnection, index: number) => void,
+): Promise<{ certs: CertPaths; server: FakeServer }> {
+  const certs = await makeCerts(dir);
+  const [cert, key, ca] = await Promise.all(
+    [certs.serverCert, certs.serverKey, certs.ca].map((path) => Deno.readTextFile(path)),
+  );
+  const server = await new FakeServer({ cert: cert!, key: key!, ca: ca! }, script).listen();
+  return { certs, server };
+}
+
+/** Writes `bytes` to the connection one every `everyMs` until it closes. */
+function every(connection: FakeConnection, everyMs: number, bytes: (n: number) => Uint8Array) {
+  let n = 0;
+  const timer = setInterval(() => {
+    if (connection.closed) return clearInterval(timer);
+    connection.socket.write(bytes(n++));
+  }, everyMs);
+  connection.socket.on("close", () => clearInterval(timer));
+}
+
+Deno.test("pull: a server that only sends keep-alives, never a hello, is a protocol error after the hello timeout; pull reconnects", async () => {
+  using logs = captureLogs();
+  await using dir = await tempDir();
+  const { certs, server } = await fakeServerFor(dir.path, (connection) => {
+    every(connection, 50, () => encodeControl(FrameType.KeepAlive));
+  });
+  await using _server = server;
+  const opened: number[] = [];
+  const closed: number[] = [];
+  const started = Date.now();
+  await runClient(certs, server, { helloTimeoutMs: 300, minDelayMs: 20, maxDelayMs: 40 }, () => {
+    for (const [i, c] of server.connections.entries()) {
+      opened[i] ??= Date.now();
+      if (c.closed) closed[i] ??= Date.now();
+    }
+    return server.connections.length >= 3 && closed[1] !== undefined;
+  }, () => `three connections; log:\n${logs.lines.join("\n")}`);
+  const reason = server.connections[0]!.frames.find((frame) => frame.type === "C")?.body;
+  assert.equal(reason, "protocol error: no hello from the server within 300 ms of connecting");
+  assert.ok(
+    logs.lines.some((line) => /protocol error: no hello from the server within 300 ms/.test(line)),
+    logs.lines.join("\n"),
+  );
+  assert.ok(logs.lines.some((line) => /reconnecting in \d+ ms \(attempt 2\)/.test(line)));
+  // Two timeouts (about 300 ms each) and two short back-offs: well under the 10 s default.
+  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+});
+
+Deno.test("pull: a hello trickled a byte at a time is a protocol error after the hello timeout", async () => {
+  using logs = captureLogs();
+  await using dir = await tempDir();
+  const greeting = hello();
+  const { certs, server } = await fakeServerFor(dir.path, (connection) => {
+    every(connection, 40, (n) => greeting.subarray(n, n + 1));
+  });
+  await using _server = server;
+  await runClient(
+    certs,
+    server,
+    { helloTimeoutMs: 300, minDelayMs: 20, maxDelayMs: 40 },
+    () => server.connections.length >= 2 && server.connections[0]!.closed,
+    () => `a second connection; log:\n${logs.lines.join("\n")}`,
+  );
+  const reason = server.connections[0]!.frames.find((frame) => frame.type === "C")?.body;
+  assert.equal(reason, "protocol error: no hello from the server within 300 ms of connecting");
+  assert.ok(!logs.lines.some((line) => /connected to/.test(line)), logs.lines.join("\n"));
+});
+
+Deno.test("pull: the back-off resets after a connection stayed up long enough, even when it ends in an error", async () => {
+  using logs = captureLogs();
+  await using dir = await tempDir();
+  // 0, 1: dropped at once; 2: streams 600 ms, then reset; 3: dropped at once;
+  // 4: streams 50 ms (too short to reset); 5: dropped at once; 6: stays up.
+  const { certs, server } = await fakeServerFor(dir.path, (connection, index) => {
+    const { socket } = connection;
+    if (index === 2 || index === 4 || index === 6) {
+      socket.write(hello());
+      every(connection, 50, () => encodeControl(FrameType.KeepAlive));
+      if (index !== 6) setTimeout(() => socket.resetAndDestroy(), index === 2 ? 600 : 50);
+    } else {
+      socket.destroy();
+    }
+  });
+  await using _server = server;
+  await runClient(
+    certs,
+    server,
+    { resetBackoffAfterMs: 400, minDelayMs: 20, maxDelayMs: 2000 },
+    () => server.connections.length >= 7,
+    () => `seven connections; log:\n${logs.lines.join("\n")}`,
+  );
+  const attempts = logs.lines.flatMap((line) => {
+    const match = line.match(/reconnecting in \d+ ms \(attempt (\d+)\)/);
+    return match ? [Number(match[1])] : [];
+  });
+  assert.deepEqual(attempts.slice(0, 6), [1, 2, 1, 2, 3, 4], logs.lines.join("\n"));
 });
