@@ -122,7 +122,11 @@ export class FileTail implements AsyncDisposable {
   #closed = false;
   #switchSeen = false;
   #missingLogged = false;
-  /** Files (dev:ino) already read or older than us: never read again as rotated. */
+  /**
+   * Files (dev:ino) already read or older than us: never read again as
+   * rotated. Pruned to the files that still exist whenever siblings are
+   * listed, so it stays as small as the rotated set on disk.
+   */
   readonly #seen = new Set<string>();
 
   /**
@@ -132,6 +136,14 @@ export class FileTail implements AsyncDisposable {
   constructor(options: FileTailOptions) {
     this.#options = options;
     this.#buf = new Uint8Array(options.maxChunk ?? 256 * 1024);
+  }
+
+  /**
+   * Files remembered as already read (the rotated siblings still on disk and
+   * the file followed); bounded by what is on disk, not by rotations.
+   */
+  get seenFiles(): number {
+    return this.#seen.size;
   }
 
   /** Where the file was read to (what was handed on), once open. */
@@ -248,7 +260,13 @@ export class FileTail implements AsyncDisposable {
     held: Open | undefined,
     current: { dev: number | null; ino: number | null } | undefined,
   ): Promise<Array<{ path: string; stat: Deno.FileInfo }>> {
-    return (await this.#siblings()).filter((sibling) => {
+    const siblings = await this.#siblings();
+    // Forget files that are gone (deleted, compressed): they cannot come back
+    // as they were, and a new file may reuse the inode.
+    const present = new Set(siblings.map((sibling) => key(sibling.stat)));
+    for (const file of [held, current, this.#open]) if (file) present.add(key(file));
+    for (const id of this.#seen) if (!present.has(id)) this.#seen.delete(id);
+    return siblings.filter((sibling) => {
       const id = key(sibling.stat);
       return !this.#seen.has(id) && id !== (held && key(held)) &&
         id !== (current && key(current));

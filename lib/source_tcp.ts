@@ -35,11 +35,25 @@ export interface TcpSourceOptions {
    * @default {"syslog-in"}
    */
   label?: string;
+  /**
+   * Most senders connected at once; a connection beyond it is closed at
+   * once, with a log line (at most one a second, with a count).
+   * @default {1024}
+   */
+  maxConnections?: number;
+  /**
+   * A sender that sends nothing for this long is disconnected, ms; 0 never.
+   * @default {600000}
+   */
+  idleTimeoutMs?: number;
   /** Stops the source when aborted. */
   signal?: AbortSignal;
 }
 
-const READ_BUFFER = 256 * 1024;
+/** First read buffer of a connection; it doubles while reads fill it. */
+const FIRST_READ = 4 * 1024;
+/** Largest read buffer (a busy syslog daemon's connection). */
+const MAX_READ = 256 * 1024;
 
 /**
  * A TCP syslog input accepting any number of senders.
@@ -58,14 +72,22 @@ const READ_BUFFER = 256 * 1024;
 export class TcpSource implements AsyncDisposable {
   readonly #options: TcpSourceOptions;
   #listener: Deno.TcpListener | undefined;
-  readonly #conns = new Set<Deno.TcpConn>();
+  /** Open connections and when each last sent something (ms, monotonic). */
+  readonly #conns = new Map<Deno.TcpConn, { last: number }>();
   readonly #tasks = new Set<Promise<void>>();
   #accepting: Promise<void> | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  #refusedLogged = 0;
+  #refusedSinceLog = 0;
   /** Messages received. */
   received = 0;
   /** Messages cut to the maximum length. */
   truncated = 0;
+  /** Connections refused because {@linkcode TcpSourceOptions.maxConnections} were open. */
+  refused = 0;
+  /** Connections closed for sending nothing for {@linkcode TcpSourceOptions.idleTimeoutMs}. */
+  idleClosed = 0;
 
   /** Makes a source; nothing is bound until {@linkcode TcpSource.listen}. */
   constructor(options: TcpSourceOptions) {
@@ -77,22 +99,91 @@ export class TcpSource implements AsyncDisposable {
     const { host, port, signal } = this.#options;
     this.#listener = Deno.listen({ hostname: host, port, transport: "tcp" });
     signal?.addEventListener("abort", () => this.close(), { once: true });
+    const idle = this.#options.idleTimeoutMs ?? 600_000;
+    if (idle > 0) {
+      this.#sweeper = setInterval(() => this.#sweep(idle), Math.max(10, Math.min(idle / 4, 5_000)));
+    }
     this.#accepting = this.#accept(this.#listener);
     return Promise.resolve(this.#listener.addr);
   }
 
+  /** Connections open now. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Accepts until closed; never rejects (errors are logged, then retried after a pause). */
   async #accept(listener: Deno.TcpListener): Promise<void> {
-    try {
-      for await (const conn of listener) {
-        this.#conns.add(conn);
-        const task = this.#serve(conn).finally(() => {
-          this.#conns.delete(conn);
-          this.#tasks.delete(task);
+    const label = this.#options.label ?? "syslog-in";
+    const max = this.#options.maxConnections ?? 1024;
+    let pause = 10;
+    while (!this.#closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+        pause = 10;
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        // EMFILE and the like: keep the input, try again a little later.
+        log("input").error("{label}: cannot accept a connection: {error}; retrying in {ms} ms", {
+          label,
+          error: String(error),
+          ms: pause,
         });
-        this.#tasks.add(task);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(pause * 2, 1_000);
+        continue;
       }
-    } catch (error) {
-      if (!this.#closed) throw error;
+      if (this.#conns.size >= max) {
+        this.#refuse(conn, label, max);
+        continue;
+      }
+      this.#conns.set(conn, { last: performance.now() });
+      const task = this.#serve(conn).finally(() => {
+        this.#conns.delete(conn);
+        this.#tasks.delete(task);
+      });
+      this.#tasks.add(task);
+    }
+  }
+
+  #refuse(conn: Deno.TcpConn, label: string, max: number): void {
+    this.refused++;
+    this.#refusedSinceLog++;
+    const peer = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+    const now = performance.now();
+    if (now - this.#refusedLogged >= 1_000 || this.#refusedLogged === 0) {
+      log("input").warn(
+        "{label}: refused sender {peer}: {max} connections open already; {count} refused since the last report",
+        { label, peer, max, count: this.#refusedSinceLog },
+      );
+      this.#refusedLogged = now;
+      this.#refusedSinceLog = 0;
+    }
+  }
+
+  /** Closes connections that sent nothing for `idleMs`. */
+  #sweep(idleMs: number): void {
+    const now = performance.now();
+    for (const [conn, state] of this.#conns) {
+      if (now - state.last < idleMs) continue;
+      this.idleClosed++;
+      log("input").info("{label}: sender {peer} sent nothing for {seconds} s; disconnecting", {
+        label: this.#options.label ?? "syslog-in",
+        peer: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`,
+        seconds: Math.round(idleMs / 100) / 10,
+      });
+      state.last = Infinity; // logged once
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
     }
   }
 
@@ -104,7 +195,9 @@ export class TcpSource implements AsyncDisposable {
     const framer = this.#options.framing === "lines"
       ? new LineFramer(maxLength)
       : new SyslogFramer({ maxLength });
-    const buf = new Uint8Array(READ_BUFFER);
+    // Small at first (an idle sender costs little); doubled while reads fill it.
+    let buf = new Uint8Array(FIRST_READ);
+    const state = this.#conns.get(conn);
     const onMessage: MessageCallback = (b, s, e) => {
       this.received++;
       this.#options.onMessage(b, s, e);
@@ -113,11 +206,13 @@ export class TcpSource implements AsyncDisposable {
       while (true) {
         const n = await conn.read(buf);
         if (n === null) break;
+        if (state && state.last !== Infinity) state.last = performance.now();
         framer.push(buf.subarray(0, n), onMessage);
+        if (n === buf.length && buf.length < MAX_READ) buf = new Uint8Array(buf.length * 2);
       }
       framer.flush(onMessage);
     } catch (error) {
-      if (!this.#closed) {
+      if (!this.#closed && state?.last !== Infinity) {
         log("input").warn("{label}: sender {peer} failed: {error}", {
           label,
           peer,
@@ -145,8 +240,14 @@ export class TcpSource implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listener?.close();
-    for (const conn of this.#conns) {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    try {
+      this.#listener?.close();
+    } catch {
+      // already closed
+    }
+    for (const conn of this.#conns.keys()) {
       try {
         conn.close();
       } catch {

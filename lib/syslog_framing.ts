@@ -39,7 +39,7 @@ export class SyslogFramer {
   readonly maxLength: number;
   /** Messages cut to maxLength so far. */
   truncated = 0;
-  #carry = new Uint8Array(4096);
+  #carry = new Uint8Array(0);
   #carryLength = 0;
   #joined = new Uint8Array(0);
   /** Octet-counting: bytes of the current message still to skip (over-long). */
@@ -147,7 +147,7 @@ export class SyslogFramer {
 
   #keep(buf: Uint8Array, pos: number): void {
     const rest = buf.length - pos;
-    if (this.#carry.length < rest) this.#carry = new Uint8Array(rest * 2);
+    if (this.#carry.length < rest) this.#carry = new Uint8Array(Math.max(rest * 2, 1024));
     this.#carry.set(buf.subarray(pos));
     this.#carryLength = rest;
   }
