@@ -516,14 +516,17 @@ Deno.test("pull: a hello trickled a byte at a time is a protocol error after the
 Deno.test("pull: the back-off resets after a connection stayed up long enough, even when it ends in an error", async () => {
   using logs = captureLogs();
   await using dir = await tempDir();
-  // 0, 1: dropped at once; 2: streams 600 ms, then reset; 3: dropped at once;
-  // 4: streams 50 ms (too short to reset); 5: dropped at once; 6: stays up.
+  // 0, 1: dropped at once; 2: a hello, then silence until pull's idle timeout
+  // (an error, after 500 ms up: resets); 3: dropped at once; 4: streams 50 ms
+  // (too short to reset); 5: dropped at once; 6: stays up.
   const { certs, server } = await fakeServerFor(dir.path, (connection, index) => {
     const { socket } = connection;
-    if (index === 2 || index === 4 || index === 6) {
+    if (index === 2) {
+      socket.write(hello());
+    } else if (index === 4 || index === 6) {
       socket.write(hello());
       every(connection, 50, () => encodeControl(FrameType.KeepAlive));
-      if (index !== 6) setTimeout(() => socket.resetAndDestroy(), index === 2 ? 600 : 50);
+      if (index === 4) setTimeout(() => socket.destroy(), 50);
     } else {
       socket.destroy();
     }
@@ -532,9 +535,19 @@ Deno.test("pull: the back-off resets after a connection stayed up long enough, e
   await runClient(
     certs,
     server,
-    { resetBackoffAfterMs: 400, minDelayMs: 20, maxDelayMs: 2000 },
+    {
+      resetBackoffAfterMs: 400,
+      idleTimeoutMs: 500,
+      keepAliveMs: 100,
+      minDelayMs: 20,
+      maxDelayMs: 2000,
+    },
     () => server.connections.length >= 7,
     () => `seven connections; log:\n${logs.lines.join("\n")}`,
+  );
+  assert.ok(
+    logs.lines.some((line) => /server silent for 500 ms/.test(line)),
+    logs.lines.join("\n"),
   );
   const attempts = logs.lines.flatMap((line) => {
     const match = line.match(/reconnecting in \d+ ms \(attempt (\d+)\)/);
