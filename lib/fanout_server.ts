@@ -391,11 +391,12 @@ class ClientSession {
     this.#lastReceived = Date.now();
     const buf = this.#splitter.push(chunk); // whole frames only; throws ProtocolError
     let pos = 0;
-    while (pos + 5 <= buf.length && !this.#closing) {
+    while (pos + 4 <= buf.length && !this.#closing) {
       const length = (buf[pos]! << 24 >>> 0) + (buf[pos + 1]! << 16) + (buf[pos + 2]! << 8) +
         buf[pos + 3]!;
       const end = pos + 4 + length;
-      if (length < 1 || end > buf.length) {
+      if (length < 1) throw new ProtocolError("frame of 4 bytes with LENGTH 0");
+      if (end > buf.length) {
         throw new ProtocolError(`frame of ${length + 4} bytes runs past the data`);
       }
       const type = buf[pos + 4]!;
