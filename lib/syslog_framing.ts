@@ -84,8 +84,13 @@ export class SyslogFramer {
       const sp = carry.indexOf(SP);
       const counted = isDigit(carry[0]!) && sp > 0 && carry.subarray(0, sp).every(isDigit);
       // A partial octet-counted message: deliver what arrived after the count.
-      if (!counted) onMessage(this.#carry, 0, this.#carryLength);
-      else if (sp + 1 < this.#carryLength) onMessage(this.#carry, sp + 1, this.#carryLength);
+      const start = counted ? sp + 1 : 0;
+      if (start < this.#carryLength) {
+        // Never more than maxLength (a carried run of digits may be longer).
+        const end = Math.min(this.#carryLength, start + this.maxLength);
+        if (end < this.#carryLength) this.truncated++;
+        onMessage(this.#carry, start, end);
+      }
     }
     this.#carryLength = 0;
   }
