@@ -23,6 +23,8 @@ export const PEERS: Record<string, string> = {
   "systemd-analyze": "systemd",
   // Not on PATH: found as /usr/sbin/../lib/systemd/systemd-journal-remote.
   "../lib/systemd/systemd-journal-remote": "systemd-journal-remote",
+  // rsyslog's RELP modules (imrelp, omrelp), found the same way.
+  [`../lib/${Deno.build.arch}-linux-gnu/rsyslog/imrelp.so`]: "rsyslog-relp",
 };
 
 function found(program: string): boolean {
