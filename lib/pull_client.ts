@@ -10,6 +10,7 @@ import tls from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { formatHostPort } from "./cli.ts";
 import type { LostReport, ServerHello } from "./fanout_server.ts";
+export type { LostReport, ServerHello } from "./fanout_server.ts";
 import {
   DEFAULT_MAX_FRAME,
   encodeControl,
