@@ -56,11 +56,15 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
  * ```
  */
 export async function loadTlsMaterial(files: TlsFiles): Promise<TlsMaterial> {
-  const [cert, key, ca] = await Promise.all([
+  // Read all three, then report the first failure in flag order (not whichever read lost the race).
+  const results = await Promise.allSettled([
     readFlagFile("--cert", files.cert),
     readFlagFile("--key", files.key),
     readFlagFile("--ca", files.ca),
   ]);
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed) throw failed.reason;
+  const [cert, key, ca] = results.map((result) => (result as PromiseFulfilledResult<string>).value);
   const certificate = parseCertificate(cert, "--cert", files.cert);
   const authorities = (ca.match(PEM_CERT) ?? []).map((pem) =>
     parseCertificate(pem, "--ca", files.ca)

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { makeCerts, readOrEmpty, type Running, runProgram, tempDir, waitFor } from "./helpers.ts";
-import { sendTcp, startPull, startServe } from "./relay.ts";
+import { startPull, startServe } from "./relay.ts";
 
 const LINES = 3000;
 const encoder = new TextEncoder();
@@ -17,15 +17,22 @@ function linesOf(tag: string, from: number, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `<14>${tag} m${from + i} ${"x".repeat(17)}`);
 }
 
-/** Sends newline-terminated lines to `serve --tcp-in` over one connection. */
-async function sendLines(port: number, lines: string[]): Promise<void> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
+/**
+ * Sends newline-terminated lines over one TCP connection kept open for the
+ * whole run: lines sent over different connections have no order between
+ * them, so one connection per stream keeps the expected order well-defined.
+ */
+class LineConnection implements Disposable {
+  #conn: Deno.TcpConn | undefined;
+  constructor(readonly port: number) {}
+  async send(lines: string[]): Promise<void> {
+    this.#conn ??= await Deno.connect({ hostname: "127.0.0.1", port: this.port });
     const bytes = encoder.encode(lines.join("\n") + "\n");
     let offset = 0;
-    while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-  } finally {
-    conn.close();
+    while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
+  }
+  [Symbol.dispose](): void {
+    this.#conn?.close();
   }
 }
 
@@ -115,6 +122,8 @@ async function fullDiskRun(
   });
   await using serve = served.process;
   const tcpIn = await serve.waitForListening("tcp-in");
+  using tcpLines = new LineConnection(tcpIn);
+  using syslogLines = new LineConnection(served.tcpPort!);
   const pullArgs = ["--mirror", mirror, "--state", state, "--status-file", status];
   const tag = (stream: string) => `full-${stream}`;
   const want = Object.fromEntries(streams.map((s) => [s, linesOf(tag(s), 0, LINES)]));
@@ -124,8 +133,7 @@ async function fullDiskRun(
       const n = Math.min(250, from + count - at);
       for (const stream of streams) {
         const lines = want[stream]!.slice(at, at + n);
-        if (stream === "tcp") await sendLines(tcpIn, lines);
-        else await sendTcp(served.tcpPort!, lines);
+        await (stream === "tcp" ? tcpLines : syslogLines).send(lines);
       }
     }
   };
