@@ -189,6 +189,7 @@ export class RelpFrameParser {
           const c = chunk[i]!;
           if (c >= 0x30 && c <= 0x39) {
             if (this.#digits === 9) this.#fail("bad txnr", "more than 9 digits", i);
+            if (this.#digits > 0 && this.#txnr === 0) this.#fail("bad txnr", "a leading zero", i);
             this.#txnr = this.#txnr * 10 + (c - 0x30);
             this.#digits++;
           } else if (c === SP && this.#digits > 0) {
@@ -222,6 +223,9 @@ export class RelpFrameParser {
           const c = chunk[i]!;
           if (c >= 0x30 && c <= 0x39) {
             if (this.#digits === 9) this.#fail("bad datalen", "more than 9 digits", i);
+            if (this.#digits > 0 && this.#datalen === 0) {
+              this.#fail("bad datalen", "a leading zero", i);
+            }
             this.#datalen = this.#datalen * 10 + (c - 0x30);
             this.#digits++;
             if (this.#datalen > this.#maxData) {
