@@ -4,21 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type CertPaths, makeCerts, runProgram, runReclog, tempDir } from "./helpers.ts";
+import { type CertPaths, makeCerts, runProgram, runReclog, serveArgv, tempDir } from "./helpers.ts";
 
 function serveArgs(certs: CertPaths, extra: string[]): string[] {
-  return [
-    "serve",
-    "--cert",
-    certs.serverCert,
-    "--key",
-    certs.serverKey,
-    "--ca",
-    certs.ca,
-    "--listen",
-    "127.0.0.1:0",
-    ...extra,
-  ];
+  return serveArgv(certs, extra);
 }
 
 async function expectOneLine(args: string[], pattern: RegExp): Promise<string> {

@@ -257,6 +257,22 @@ export async function writeIssued(
   return { cert, key };
 }
 
+/** `serve` with the test certificates, its mTLS listener on a free loopback port, then `extra`. */
+export function serveArgv(certs: CertPaths, extra: string[] = []): string[] {
+  return [
+    "serve",
+    "--cert",
+    certs.serverCert,
+    "--key",
+    certs.serverKey,
+    "--ca",
+    certs.ca,
+    "--listen",
+    "127.0.0.1:0",
+    ...extra,
+  ];
+}
+
 /** Makes a CA, a server certificate for localhost/127.0.0.1/::1 and a client `home`. */
 export async function makeCerts(dir: string): Promise<CertPaths> {
   const ca = await createCa({ subject: "CN=test CA,O=reclog tests" });

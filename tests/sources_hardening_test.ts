@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { TcpSource } from "../lib/source_tcp.ts";
 import { FileTail } from "../lib/source_file.ts";
-import { makeCerts, startReclog, tempDir, waitFor } from "./helpers.ts";
+import { makeCerts, serveArgv, startReclog, tempDir, waitFor } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -109,15 +109,7 @@ Deno.test("serve with 1,100 idle TCP senders refuses those over 1,024 and its RS
   await using dir = await tempDir();
   const certs = await makeCerts(dir.path);
   await using serve = startReclog([
-    "serve",
-    "--cert",
-    certs.serverCert,
-    "--key",
-    certs.serverKey,
-    "--ca",
-    certs.ca,
-    "--listen",
-    "127.0.0.1:0",
+    ...serveArgv(certs),
     "--syslog-in",
     "tcp://127.0.0.1:0",
   ]);

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { type CertPaths, makeCerts, Running, tempDir, waitFor } from "./helpers.ts";
 import { indices, numbered, sendTcp, startPull, startServe } from "./relay.ts";
-import { reclogArgv, runProgram } from "./helpers.ts";
+import { reclogArgv, runProgram, serveArgv } from "./helpers.ts";
 
 /** A tmpfs of `size` mounted on a new directory under `parent`. */
 async function mountTmpfs(
@@ -238,15 +238,7 @@ Deno.test("serve under ulimit -f keeps running when a segment file hits the size
       'ulimit -f 256; exec "$0" "$@"',
       Deno.execPath(),
       ...reclogArgv([
-        "serve",
-        "--cert",
-        certs.serverCert,
-        "--key",
-        certs.serverKey,
-        "--ca",
-        certs.ca,
-        "--listen",
-        "127.0.0.1:0",
+        ...serveArgv(certs),
         "--syslog-in",
         "tcp://127.0.0.1:0",
         "--spool",

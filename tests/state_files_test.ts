@@ -11,7 +11,7 @@ import fc from "fast-check";
 import { writeFileAtomic } from "../lib/atomic_file.ts";
 import { FileCheckpoints, isFilePosition, parseCheckpoints } from "../lib/file_checkpoints.ts";
 import { isResumePoint, parseResumePoint, ResumeState } from "../lib/resume_state.ts";
-import { makeCerts, startReclog, tempDir, waitFor } from "./helpers.ts";
+import { makeCerts, serveArgv, startReclog, tempDir, waitFor } from "./helpers.ts";
 import { sendUdp } from "./relay.ts";
 
 async function names(dir: string): Promise<string[]> {
@@ -29,15 +29,7 @@ Deno.test("relative --state and --file-state paths create no stray directories a
   await Deno.mkdir(work);
   await Deno.writeTextFile(`${work}/app.log`, "first line\n");
   await using serve = startReclog([
-    "serve",
-    "--cert",
-    certs.serverCert,
-    "--key",
-    certs.serverKey,
-    "--ca",
-    certs.ca,
-    "--listen",
-    "127.0.0.1:0",
+    ...serveArgv(certs),
     "--syslog-in",
     "127.0.0.1:0",
     "--file",
