@@ -1,13 +1,14 @@
 /**
  * reclog: gets logs out of an isolated machine and onto the one where someone
  * reads them. This file only parses the role and dispatches; every role lives
- * in `lib/role_*.ts` and exports `run(args)`.
+ * in `lib/roles/*.ts` and exports `run(args)`.
  *
  * @module
  */
 
-import { ConfigError, errorMessage } from "./lib/cli.ts";
-import { setupLogging } from "./lib/log.ts";
+import { ConfigError } from "./lib/cli/flags.ts";
+import { errorMessage } from "./lib/util/errors.ts";
+import { setupLogging } from "./lib/util/log.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** What each role module exports. */
@@ -19,27 +20,27 @@ export interface RoleModule {
 const ROLES: Record<string, { summary: string; load: () => Promise<RoleModule> }> = {
   serve: {
     summary: "receive syslog (and files, TCP lines) and hand it to clients over mutual TLS",
-    load: () => import("./lib/role_serve.ts"),
+    load: () => import("./lib/roles/serve.ts"),
   },
   pull: {
     summary: "connect to a server and re-inject its messages into the local syslog",
-    load: () => import("./lib/role_pull.ts"),
+    load: () => import("./lib/roles/pull.ts"),
   },
   certs: {
     summary: "a small certificate authority: init, client, show",
-    load: () => import("./lib/role_certs.ts"),
+    load: () => import("./lib/roles/certs.ts"),
   },
   listen: {
     summary: "socat-mode: lines from many TCP/UDP senders into one file",
-    load: () => import("./lib/role_listen.ts"),
+    load: () => import("./lib/roles/listen.ts"),
   },
   send: {
     summary: "send stdin or a command's output, line by line, to listen or serve --tcp-in",
-    load: () => import("./lib/role_send.ts"),
+    load: () => import("./lib/roles/send.ts"),
   },
   play: {
     summary: "play back tlog terminal recordings with their original timing",
-    load: () => import("./lib/role_play.ts"),
+    load: () => import("./lib/roles/play.ts"),
   },
 };
 

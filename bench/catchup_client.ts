@@ -7,8 +7,8 @@
  */
 
 import tls from "node:tls";
-import { encodeControl, FrameReader, FrameSplitter, FrameType } from "../lib/frame.ts";
-import { clientTlsOptions, type TlsMaterial } from "../lib/tls_policy.ts";
+import { encodeControl, FrameReader, FrameSplitter, FrameType } from "../lib/protocol/frame.ts";
+import { clientTlsOptions, type TlsMaterial } from "../lib/tls/policy.ts";
 
 /** The server's greeting (the fields the bench uses). */
 export interface ServerHello {

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { LIBC_PATHS } from "../lib/libc.ts";
+import { LIBC_PATHS } from "../lib/ffi/libc.ts";
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },

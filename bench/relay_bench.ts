@@ -33,7 +33,7 @@ import {
   startRsyslog,
 } from "../tests/helpers.ts";
 import { startPull, startServe } from "../tests/relay.ts";
-import { loadTlsMaterial, type TlsMaterial } from "../lib/tls_policy.ts";
+import { loadTlsMaterial, type TlsMaterial } from "../lib/tls/policy.ts";
 import { monotonicMicros } from "./libc.ts";
 import type { LoadResult } from "./load_gen.ts";
 import { type Counted, Receiver } from "./receiver.ts";

@@ -10,8 +10,8 @@
  * @module
  */
 
-import { RelpClient } from "../lib/relp_client.ts";
-import { RelpServer } from "../lib/relp_server.ts";
+import { RelpClient } from "../lib/transport/relp_client.ts";
+import { RelpServer } from "../lib/transport/relp_server.ts";
 import { freePort, type Running, startRsyslog, tempDir, waitFor } from "../tests/helpers.ts";
 
 const COUNT = Number(Deno.args[0] ?? 200_000);

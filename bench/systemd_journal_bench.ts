@@ -18,8 +18,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { SystemdJournalReader } from "../lib/systemd_journal.ts";
-import type { JournalFormat } from "../lib/systemd_journal_format.ts";
+import { SystemdJournalReader } from "../lib/sources/systemd_journal.ts";
+import type { JournalFormat } from "../lib/framing/journal_entry.ts";
 
 const { values } = parseArgs({
   options: {

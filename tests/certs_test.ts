@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createCa } from "../lib/pki.ts";
+import { createCa } from "../lib/pki/pki.ts";
 import {
   freePort,
   requirePeer,

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createCa, issueCertificate } from "../lib/pki.ts";
+import { createCa, issueCertificate } from "../lib/pki/pki.ts";
 import { type CertPaths, makeCerts, runReclog, tempDir, writeIssued } from "./helpers.ts";
 
 function serveArgs(certs: CertPaths, overrides: Record<string, string> = {}): string[] {

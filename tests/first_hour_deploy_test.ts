@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { issueCertificate } from "../lib/pki.ts";
+import { issueCertificate } from "../lib/pki/pki.ts";
 import {
   freePort,
   makeCerts,

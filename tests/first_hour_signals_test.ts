@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import * as tls from "node:tls";
-import { issueCertificate } from "../lib/pki.ts";
+import { issueCertificate } from "../lib/pki/pki.ts";
 import {
   makeCerts,
   reclogArgv,

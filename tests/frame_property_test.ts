@@ -17,14 +17,14 @@ import {
   MESSAGE_HEADER_BYTES,
   messageFrameSize,
   ProtocolError,
-} from "../lib/frame.ts";
+} from "../lib/protocol/frame.ts";
 import {
   acceptSequence,
   expectedAfterLost,
   MAX_EPOCH_LENGTH,
   parseLostReport,
   parseServerHello,
-} from "../lib/pull_client.ts";
+} from "../lib/transport/pull_client.ts";
 
 const RUNS = { numRuns: 300 };
 const MAX_FRAME = 4096;

@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { SyslogFramer } from "../lib/syslog_framing.ts";
-import { LineSplitter } from "../lib/line_framing.ts";
+import { SyslogFramer } from "../lib/framing/syslog.ts";
+import { LineSplitter } from "../lib/framing/lines.ts";
 
 const encoder = new TextEncoder();
 

@@ -7,7 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { createCa, issueCertificate, type Issued } from "../lib/pki.ts";
+import { createCa, issueCertificate, type Issued } from "../lib/pki/pki.ts";
 import { PEERS } from "../tools/ensure_peers.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { FrameReader } from "../lib/frame.ts";
-import { Journal } from "../lib/journal.ts";
+import { FrameReader } from "../lib/protocol/frame.ts";
+import { Journal } from "../lib/journal/journal.ts";
 import { tempDir } from "./helpers.ts";
 
 const encoder = new TextEncoder();

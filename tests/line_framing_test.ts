@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LineSplitStream, LineSplitter } from "../lib/line_framing.ts";
+import { LineSplitStream, LineSplitter } from "../lib/framing/lines.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

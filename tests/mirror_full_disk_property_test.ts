@@ -9,8 +9,8 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { encodeMessage, FrameType, messageFrameSize } from "../lib/frame.ts";
-import { MirrorSink } from "../lib/sink_mirror.ts";
+import { encodeMessage, FrameType, messageFrameSize } from "../lib/protocol/frame.ts";
+import { MirrorSink } from "../lib/sinks/mirror.ts";
 import { runProgram, tempDir } from "./helpers.ts";
 
 const encoder = new TextEncoder();

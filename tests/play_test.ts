@@ -2,7 +2,7 @@
  * `reclog play`: recordings made by the real `tlog-rec` are played back byte
  * for byte (bare, inside syslog lines, from stdin, while growing), with their
  * timing, and compared with `tlog-play`; several recordings, gaps and
- * malformed lines give clear errors. Also unit tests of `lib/tlog.ts`.
+ * malformed lines give clear errors. Also unit tests of `lib/tlog/tlog.ts`.
  *
  * @module
  */
@@ -17,7 +17,7 @@ import {
   TlogFormatError,
   type TlogMessage,
   type TlogRecord,
-} from "../lib/tlog.ts";
+} from "../lib/tlog/tlog.ts";
 import { startPull, startServe } from "./relay.ts";
 import {
   makeCerts,
@@ -140,7 +140,7 @@ function outputOf(records: TlogRecord[]): string {
 }
 
 // ---------------------------------------------------------------------------
-// lib/tlog.ts
+// lib/tlog/tlog.ts
 
 Deno.test("tlog: timing reassembles text, binary, input and windows in order", () => {
   const records = decodeTlogMessage({

@@ -1,6 +1,6 @@
 /**
  * `pull` against a server that lies: a fake TLS server with a valid server
- * certificate speaks frames by hand (lib/frame.ts's encoders) to a real
+ * certificate speaks frames by hand (lib/protocol/frame.ts's encoders) to a real
  * `reclog pull` process writing to stdout (`--to -`, a message a line) with a
  * real `--state` file. Each test asserts exactly what reached the sink, what
  * `--state` holds, the `C` reason the server got, and that pull reconnected.
@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import tls from "node:tls";
 import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
-import { PullClient, type PullClientOptions } from "../lib/pull_client.ts";
-import { openSink } from "../lib/sink.ts";
-import { loadTlsMaterial } from "../lib/tls_policy.ts";
+import { PullClient, type PullClientOptions } from "../lib/transport/pull_client.ts";
+import { openSink } from "../lib/sinks/sink.ts";
+import { loadTlsMaterial } from "../lib/tls/policy.ts";
 import type { TLSSocket } from "node:tls";
 import {
   encodeControl,
@@ -20,7 +20,7 @@ import {
   FrameSplitter,
   FrameType,
   messageFrameSize,
-} from "../lib/frame.ts";
+} from "../lib/protocol/frame.ts";
 import {
   type CertPaths,
   makeCerts,

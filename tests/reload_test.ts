@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createCa, describeCertificate, issueCertificate } from "../lib/pki.ts";
+import { createCa, describeCertificate, issueCertificate } from "../lib/pki/pki.ts";
 import { makeCerts, runProgram, startReclog, tempDir, waitFor, writeIssued } from "./helpers.ts";
 import { sendUdp, startPull, startServe } from "./relay.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Property tests of the RELP parser (lib/relp_frame.ts) and of RelpServer on
+ * Property tests of the RELP parser (lib/framing/relp.ts) and of RelpServer on
  * peer bytes: arbitrary bytes, arbitrary splits of valid streams, mutations.
  * Properties: nothing but RelpFrameError escapes, every frame emitted is
  * well-formed and re-encodes to exactly the bytes it was parsed from, and
@@ -15,9 +15,9 @@ import {
   RELP_MAX_TXNR,
   RelpFrameError,
   RelpFrameParser,
-} from "../lib/relp_frame.ts";
-import { RelpServer } from "../lib/relp_server.ts";
-import { RelpClient } from "../lib/relp_client.ts";
+} from "../lib/framing/relp.ts";
+import { RelpServer } from "../lib/transport/relp_server.ts";
+import { RelpClient } from "../lib/transport/relp_client.ts";
 
 const MAX_DATA = 300;
 

@@ -1,14 +1,14 @@
 /**
- * Tests of the RELP parts (lib/relp_frame.ts, lib/relp_server.ts,
- * lib/relp_client.ts): against each other over loopback, against raw bytes,
+ * Tests of the RELP parts (lib/framing/relp.ts, lib/transport/relp_server.ts,
+ * lib/transport/relp_client.ts): against each other over loopback, against raw bytes,
  * and against real rsyslog (omrelp into RelpServer, RelpClient into imrelp),
  * including a receiver that stops acknowledging or is SIGKILLed mid-stream.
  */
 
 import assert from "node:assert/strict";
 import { configureSync, type LogRecord } from "@logtape/logtape";
-import { RelpClient, RelpSendError } from "../lib/relp_client.ts";
-import { RelpServer } from "../lib/relp_server.ts";
+import { RelpClient, RelpSendError } from "../lib/transport/relp_client.ts";
+import { RelpServer } from "../lib/transport/relp_server.ts";
 import {
   freePort,
   readOrEmpty,

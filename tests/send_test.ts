@@ -10,7 +10,7 @@ import {
   waitFor,
   writeIssued,
 } from "./helpers.ts";
-import { createCa, issueCertificate } from "../lib/pki.ts";
+import { createCa, issueCertificate } from "../lib/pki/pki.ts";
 
 const LISTENING = /listening on \S*:(\d+)/;
 

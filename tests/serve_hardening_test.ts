@@ -10,12 +10,12 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import tls from "node:tls";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { encodeControl, FrameReader, FrameSplitter, FrameType } from "../lib/frame.ts";
-import { FanoutServer, type FanoutServerOptions } from "../lib/fanout_server.ts";
-import { Journal } from "../lib/journal.ts";
-import { Metrics } from "../lib/metrics.ts";
-import { issueCertificate } from "../lib/pki.ts";
-import { loadTlsMaterial } from "../lib/tls_policy.ts";
+import { encodeControl, FrameReader, FrameSplitter, FrameType } from "../lib/protocol/frame.ts";
+import { FanoutServer, type FanoutServerOptions } from "../lib/transport/fanout_server.ts";
+import { Journal } from "../lib/journal/journal.ts";
+import { Metrics } from "../lib/ops/metrics.ts";
+import { issueCertificate } from "../lib/pki/pki.ts";
+import { loadTlsMaterial } from "../lib/tls/policy.ts";
 import { type CertPaths, makeCerts, runProgram, tempDir, waitFor } from "./helpers.ts";
 import { startServe } from "./relay.ts";
 
@@ -232,7 +232,7 @@ Deno.test("a short message frame as the very first frame closes that client only
 Deno.test("a whole message frame right after the hello closes that client only", async () => {
   const frame = new Uint8Array(22 + 6 + 3);
   const data = new TextEncoder().encode("abc");
-  const { encodeMessage } = await import("../lib/frame.ts");
+  const { encodeMessage } = await import("../lib/protocol/frame.ts");
   encodeMessage(frame, 0, { seq: 1, time: Date.now(), stream: STREAM, data });
   await badClientIsClosedAlone(
     new Uint8Array([...HELLO, ...frame]),

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, FrameReader, FrameSplitter, FrameType } from "../lib/frame.ts";
+import { encodeControl, FrameReader, FrameSplitter, FrameType } from "../lib/protocol/frame.ts";
 import { makeCerts, requirePeer, tempDir, waitFor } from "./helpers.ts";
 import { indices, numbered, sendTcp, startPull, startServe } from "./relay.ts";
 

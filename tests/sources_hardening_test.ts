@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { TcpSource } from "../lib/source_tcp.ts";
-import { FileTail } from "../lib/source_file.ts";
+import { TcpSource } from "../lib/sources/tcp.ts";
+import { FileTail } from "../lib/sources/file.ts";
 import { makeCerts, serveArgv, startReclog, tempDir, waitFor } from "./helpers.ts";
 
 const decoder = new TextDecoder();

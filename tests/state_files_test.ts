@@ -8,9 +8,13 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { writeFileAtomic } from "../lib/atomic_file.ts";
-import { FileCheckpoints, isFilePosition, parseCheckpoints } from "../lib/file_checkpoints.ts";
-import { isResumePoint, parseResumePoint, ResumeState } from "../lib/resume_state.ts";
+import { writeFileAtomic } from "../lib/state/atomic_file.ts";
+import {
+  FileCheckpoints,
+  isFilePosition,
+  parseCheckpoints,
+} from "../lib/state/file_checkpoints.ts";
+import { isResumePoint, parseResumePoint, ResumeState } from "../lib/state/resume_state.ts";
 import { makeCerts, serveArgv, startReclog, tempDir, waitFor } from "./helpers.ts";
 import { sendUdp } from "./relay.ts";
 

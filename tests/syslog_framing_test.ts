@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SyslogFramer, syslogFramingStream } from "../lib/syslog_framing.ts";
+import { SyslogFramer, syslogFramingStream } from "../lib/framing/syslog.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -11,7 +11,7 @@ import {
   JournalLineError,
   parseEntryLine,
   SyslogFormatter,
-} from "../lib/systemd_journal_format.ts";
+} from "../lib/framing/journal_entry.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

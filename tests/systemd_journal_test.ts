@@ -10,8 +10,8 @@ import {
   type JournalBatch,
   type JournalRecord,
   SystemdJournalReader,
-} from "../lib/systemd_journal.ts";
-import { type JournalEntry, parseEntryLine } from "../lib/systemd_journal_format.ts";
+} from "../lib/sources/systemd_journal.ts";
+import { type JournalEntry, parseEntryLine } from "../lib/framing/journal_entry.ts";
 import { runProgram, tempDir, waitFor } from "./helpers.ts";
 
 const encoder = new TextEncoder();

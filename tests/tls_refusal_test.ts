@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { createCa, issueCertificate } from "../lib/pki.ts";
-import { encodeControl, FrameType } from "../lib/frame.ts";
+import { createCa, issueCertificate } from "../lib/pki/pki.ts";
+import { encodeControl, FrameType } from "../lib/protocol/frame.ts";
 import {
   type CertPaths,
   makeCerts,

@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { findUdpSocket, getIntOption, libc } from "../lib/libc.ts";
-import { UdpSource } from "../lib/source_udp.ts";
-import { DatagramBatch } from "../lib/udp_batch.ts";
+import { findUdpSocket, getIntOption, libc } from "../lib/ffi/libc.ts";
+import { UdpSource } from "../lib/sources/udp.ts";
+import { DatagramBatch } from "../lib/ffi/udp_batch.ts";
 import { waitFor } from "./helpers.ts";
 
 const SO_RCVBUF = 8;

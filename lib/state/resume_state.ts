@@ -1,0 +1,189 @@
+/**
+ * The client's resume point: the server journal's epoch and the next
+ * sequence number wanted, saved atomically (write, fsync, rename) only after
+ * the sink took the messages.
+ *
+ * @module
+ */
+
+import { describeFsError } from "../util/errors.ts";
+import { log } from "../util/log.ts";
+import { parentDir, writeFileAtomic } from "./atomic_file.ts";
+
+/** A resume point. */
+export interface ResumePoint {
+  /** The server journal's epoch. */
+  epoch: string;
+  /** Next sequence number wanted. */
+  next: number;
+  /** Receive time of the last message taken, ms (for loss reports). */
+  lastTime?: number;
+}
+
+/** Options for {@linkcode ResumeState}. */
+export interface ResumeStateOptions {
+  /**
+   * Save at least this often while messages flow, ms.
+   * @default {1000}
+   */
+  intervalMs?: number;
+}
+
+/**
+ * A resume point kept in a file.
+ *
+ * @example Load, advance, save
+ * ```ts
+ * import { ResumeState } from "./resume_state.ts";
+ * await using state = await ResumeState.open("/var/lib/reclog/vps.state");
+ * state.advance({ epoch: "e", next: 42 });
+ * await state.save();
+ * ```
+ */
+export class ResumeState implements AsyncDisposable {
+  /** The state file, as given to {@linkcode ResumeState.open}. */
+  readonly path: string;
+  #point: ResumePoint | undefined;
+  #saved: ResumePoint | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #saving: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  private constructor(path: string, point: ResumePoint | undefined, options: ResumeStateOptions) {
+    this.path = path;
+    this.#point = this.#saved = point;
+    this.#timer = setInterval(() => this.save(), options.intervalMs ?? 1000);
+  }
+
+  /**
+   * Reads the state file. Absent: no resume point yet. Present but not a
+   * valid resume point (not JSON, wrong fields, out-of-range numbers): a
+   * warning is logged and it is treated as absent (the next save replaces
+   * it). Unreadable (a directory, no permission): a clear error.
+   */
+  static async open(path: string, options: ResumeStateOptions = {}): Promise<ResumeState> {
+    let point: ResumePoint | undefined;
+    let text: string | undefined;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        throw new Error(`Cannot read --state '${path}': ${describeFsError(error)}`);
+      }
+    }
+    if (text !== undefined) {
+      point = parseResumePoint(text);
+      if (!point) {
+        log("pull").warn("state file {path} is not a valid reclog resume point; starting afresh", {
+          path,
+        });
+      }
+    }
+    const dir = parentDir(path);
+    if (dir !== ".") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    return new ResumeState(path, point, options);
+  }
+
+  /** The current resume point. */
+  get point(): ResumePoint | undefined {
+    return this.#point;
+  }
+
+  /** Moves the resume point (after the sink took the messages). */
+  advance(point: ResumePoint): void {
+    this.#point = point;
+  }
+
+  /** Writes the resume point if it changed: temp file, fsync, rename. */
+  save(): Promise<void> {
+    this.#saving = this.#saving.then(async () => {
+      const point = this.#point;
+      if (!point || point === this.#saved) return;
+      if (!isResumePoint(point)) {
+        // Never write what the next start could not read back.
+        log("pull").error("not saving an invalid resume point to --state {path}: {point}", {
+          path: this.path,
+          point: JSON.stringify(point) ?? String(point),
+        });
+        this.#saved = point;
+        return;
+      }
+      try {
+        await writeFileAtomic(this.path, JSON.stringify(point) + "\n", { sync: true });
+        this.#saved = point;
+      } catch (error) {
+        log("pull").error("cannot save --state {path}: {error}", {
+          path: this.path,
+          error: describeFsError(error),
+        });
+      }
+    });
+    return this.#saving;
+  }
+
+  /** Saves and stops the timer; safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return await this.#saving;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.save();
+  }
+
+  /** Saves and stops the timer, like {@linkcode ResumeState.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Longest epoch id accepted from a state file. */
+const MAX_EPOCH = 256;
+/** Latest time a `Date` can hold, ms. */
+const MAX_TIME = 8.64e15;
+
+/**
+ * Whether `value` is a valid resume point: `epoch` a non-empty string of at
+ * most 256 characters, `next` a safe integer ≥ 1, and `lastTime`, if
+ * present, a time in ms that a `Date` can hold.
+ *
+ * @example Check a parsed value
+ * ```ts
+ * import { isResumePoint } from "./resume_state.ts";
+ * isResumePoint({ epoch: "e", next: 42 }); // true
+ * isResumePoint({ epoch: 12345, next: 42 }); // false
+ * ```
+ */
+export function isResumePoint(value: unknown): value is ResumePoint {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const { epoch, next, lastTime } = value as Record<string, unknown>;
+  return typeof epoch === "string" && epoch.length > 0 && epoch.length <= MAX_EPOCH &&
+    Number.isSafeInteger(next) && (next as number) >= 1 &&
+    (lastTime === undefined || isTime(lastTime));
+}
+
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_TIME;
+}
+
+/**
+ * Parses a state file's text: the resume point it holds, or undefined if it
+ * holds none that is valid ({@linkcode isResumePoint}). Never throws.
+ *
+ * @example Parse a state file
+ * ```ts
+ * import { parseResumePoint } from "./resume_state.ts";
+ * parseResumePoint('{"epoch":"e","next":42}\n'); // { epoch: "e", next: 42 }
+ * parseResumePoint("garbage"); // undefined
+ * ```
+ */
+export function parseResumePoint(text: string): ResumePoint | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isResumePoint(parsed)) return undefined;
+  const point: ResumePoint = { epoch: parsed.epoch, next: parsed.next };
+  if (parsed.lastTime !== undefined) point.lastTime = parsed.lastTime;
+  return point;
+}
