@@ -6,10 +6,9 @@
  * @module
  */
 
-import { describeFsError } from "../util/errors.ts";
 import type { FilePosition } from "../sources/file.ts";
 import { log } from "../util/log.ts";
-import { parentDir, writeFileAtomic } from "./atomic_file.ts";
+import { JsonStateFile, parseJsonObject } from "./json_state_file.ts";
 
 /** Options for {@linkcode FileCheckpoints.open}. */
 export interface FileCheckpointsOptions {
@@ -35,19 +34,23 @@ export class FileCheckpoints implements AsyncDisposable {
   readonly path: string;
   readonly #saved: Map<string, FilePosition>;
   readonly #current: () => Record<string, FilePosition | undefined>;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #saving: Promise<void> = Promise.resolve();
-  #last = "";
+  readonly #file: JsonStateFile;
 
   private constructor(
     path: string,
     saved: Map<string, FilePosition>,
     current: () => Record<string, FilePosition | undefined>,
+    options: FileCheckpointsOptions,
   ) {
     this.path = path;
     this.#saved = saved;
     this.#current = current;
-    this.#last = JSON.stringify(Object.fromEntries(saved));
+    this.#file = new JsonStateFile(path, () => this.#render(), {
+      what: "file checkpoints",
+      category: "file",
+      intervalMs: options.intervalMs ?? 250,
+      saved: JSON.stringify(Object.fromEntries(saved)),
+    });
   }
 
   /**
@@ -63,14 +66,7 @@ export class FileCheckpoints implements AsyncDisposable {
     current: () => Record<string, FilePosition | undefined>,
     options: FileCheckpointsOptions = {},
   ): Promise<FileCheckpoints> {
-    let text: string | undefined;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        throw new Error(`Cannot read file checkpoints '${path}': ${describeFsError(error)}`);
-      }
-    }
+    const text = await JsonStateFile.read(path, "file checkpoints");
     const saved = new Map<string, FilePosition>();
     if (text !== undefined) {
       const parsed = parseCheckpoints(text);
@@ -86,11 +82,7 @@ export class FileCheckpoints implements AsyncDisposable {
         }
       }
     }
-    const dir = parentDir(path);
-    if (dir !== ".") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const checkpoints = new FileCheckpoints(path, saved, current);
-    checkpoints.#timer = setInterval(() => checkpoints.save(), options.intervalMs ?? 250);
-    return checkpoints;
+    return new FileCheckpoints(path, saved, current, options);
   }
 
   /** The saved position of a stream, if any. */
@@ -100,36 +92,25 @@ export class FileCheckpoints implements AsyncDisposable {
 
   /** Saves the live positions if they changed. */
   save(): Promise<void> {
-    this.#saving = this.#saving.then(async () => {
-      const positions = new Map(this.#saved);
-      for (const [name, position] of Object.entries(this.#current())) {
-        if (position && isFilePosition(position)) positions.set(name, position);
-      }
-      const text = JSON.stringify(Object.fromEntries(positions));
-      if (text === this.#last) return;
-      try {
-        await writeFileAtomic(this.path, text + "\n", { sync: true });
-        this.#last = text;
-      } catch (error) {
-        log("file").error("cannot save file checkpoints {path}: {error}", {
-          path: this.path,
-          error: describeFsError(error),
-        });
-      }
-    });
-    return this.#saving;
+    return this.#file.save();
   }
 
   /** Saves a last time and stops; safe to call twice. */
-  async close(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.save();
+  close(): Promise<void> {
+    return this.#file.close();
   }
 
   /** Saves a last time and stops, like {@linkcode FileCheckpoints.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  #render(): string {
+    const positions = new Map(this.#saved);
+    for (const [name, position] of Object.entries(this.#current())) {
+      if (position && isFilePosition(position)) positions.set(name, position);
+    }
+    return JSON.stringify(Object.fromEntries(positions));
   }
 }
 
@@ -165,13 +146,8 @@ export function isFilePosition(value: unknown): value is FilePosition {
 export function parseCheckpoints(
   text: string,
 ): { valid: Map<string, FilePosition>; invalid: string[] } | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+  const parsed = parseJsonObject(text);
+  if (!parsed) return undefined;
   const valid = new Map<string, FilePosition>();
   const invalid: string[] = [];
   for (const [name, entry] of Object.entries(parsed)) {

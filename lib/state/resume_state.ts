@@ -6,9 +6,8 @@
  * @module
  */
 
-import { describeFsError } from "../util/errors.ts";
 import { log } from "../util/log.ts";
-import { parentDir, writeFileAtomic } from "./atomic_file.ts";
+import { JsonStateFile, parseJsonObject } from "./json_state_file.ts";
 
 /** A resume point. */
 export interface ResumePoint {
@@ -43,16 +42,19 @@ export interface ResumeStateOptions {
 export class ResumeState implements AsyncDisposable {
   /** The state file, as given to {@linkcode ResumeState.open}. */
   readonly path: string;
+  readonly #file: JsonStateFile;
   #point: ResumePoint | undefined;
-  #saved: ResumePoint | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #saving: Promise<void> = Promise.resolve();
-  #closed = false;
+  #rejected: ResumePoint | undefined;
 
   private constructor(path: string, point: ResumePoint | undefined, options: ResumeStateOptions) {
     this.path = path;
-    this.#point = this.#saved = point;
-    this.#timer = setInterval(() => this.save(), options.intervalMs ?? 1000);
+    this.#point = point;
+    this.#file = new JsonStateFile(path, () => this.#render(), {
+      what: "--state",
+      category: "pull",
+      intervalMs: options.intervalMs ?? 1000,
+      saved: point && JSON.stringify(point),
+    });
   }
 
   /**
@@ -62,25 +64,13 @@ export class ResumeState implements AsyncDisposable {
    * it). Unreadable (a directory, no permission): a clear error.
    */
   static async open(path: string, options: ResumeStateOptions = {}): Promise<ResumeState> {
-    let point: ResumePoint | undefined;
-    let text: string | undefined;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        throw new Error(`Cannot read --state '${path}': ${describeFsError(error)}`);
-      }
+    const text = await JsonStateFile.read(path, "--state");
+    const point = text === undefined ? undefined : parseResumePoint(text);
+    if (text !== undefined && !point) {
+      log("pull").warn("state file {path} is not a valid reclog resume point; starting afresh", {
+        path,
+      });
     }
-    if (text !== undefined) {
-      point = parseResumePoint(text);
-      if (!point) {
-        log("pull").warn("state file {path} is not a valid reclog resume point; starting afresh", {
-          path,
-        });
-      }
-    }
-    const dir = parentDir(path);
-    if (dir !== ".") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     return new ResumeState(path, point, options);
   }
 
@@ -96,42 +86,32 @@ export class ResumeState implements AsyncDisposable {
 
   /** Writes the resume point if it changed: temp file, fsync, rename. */
   save(): Promise<void> {
-    this.#saving = this.#saving.then(async () => {
-      const point = this.#point;
-      if (!point || point === this.#saved) return;
-      if (!isResumePoint(point)) {
-        // Never write what the next start could not read back.
-        log("pull").error("not saving an invalid resume point to --state {path}: {point}", {
-          path: this.path,
-          point: JSON.stringify(point) ?? String(point),
-        });
-        this.#saved = point;
-        return;
-      }
-      try {
-        await writeFileAtomic(this.path, JSON.stringify(point) + "\n", { sync: true });
-        this.#saved = point;
-      } catch (error) {
-        log("pull").error("cannot save --state {path}: {error}", {
-          path: this.path,
-          error: describeFsError(error),
-        });
-      }
-    });
-    return this.#saving;
+    return this.#file.save();
   }
 
   /** Saves and stops the timer; safe to call twice. */
-  async close(): Promise<void> {
-    if (this.#closed) return await this.#saving;
-    this.#closed = true;
-    clearInterval(this.#timer);
-    await this.save();
+  close(): Promise<void> {
+    return this.#file.close();
   }
 
   /** Saves and stops the timer, like {@linkcode ResumeState.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  #render(): string | undefined {
+    const point = this.#point;
+    if (!point || point === this.#rejected) return undefined;
+    if (!isResumePoint(point)) {
+      // Never write what the next start could not read back.
+      log("pull").error("not saving an invalid resume point to --state {path}: {point}", {
+        path: this.path,
+        point: JSON.stringify(point) ?? String(point),
+      });
+      this.#rejected = point;
+      return undefined;
+    }
+    return JSON.stringify(point);
   }
 }
 
@@ -176,12 +156,7 @@ function isTime(value: unknown): value is number {
  * ```
  */
 export function parseResumePoint(text: string): ResumePoint | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+  const parsed = parseJsonObject(text);
   if (!isResumePoint(parsed)) return undefined;
   const point: ResumePoint = { epoch: parsed.epoch, next: parsed.next };
   if (parsed.lastTime !== undefined) point.lastTime = parsed.lastTime;
