@@ -66,6 +66,12 @@ export interface JournalBatch {
   records: JournalRecord[];
   /** Gaps noticed before or between these entries. */
   gaps: JournalGap[];
+  /**
+   * The cursor of the last entry read so far, these included (also past
+   * entries the formatter dropped, so they are not read again): what to save
+   * once the records are kept.
+   */
+  cursor: string | undefined;
 }
 
 /** Counters of a reader. */
@@ -128,6 +134,10 @@ export interface SystemdJournalReaderOptions {
    * @default {200}
    */
   restartDelayMs?: number;
+  /** Called each time journalctl was started (its output is read next). */
+  onStart?: () => void;
+  /** Called when journalctl cannot be run (then retried with back-off). */
+  onError?: (error: Error) => void;
   /** Stops the reader. */
   signal?: AbortSignal;
 }
@@ -298,13 +308,13 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
         stderr: "piped",
       }).spawn();
     } catch (error) {
-      log("journal").error("Cannot run '{program}': {error}", {
-        program,
-        error: error instanceof Error ? error.message : String(error),
-      });
+      const reason = error instanceof Error ? error.message : String(error);
+      log("journal").error("Cannot run '{program}': {error}", { program, error: reason });
+      this.#options.onError?.(new Error(`Cannot run '${program}': ${reason}`, { cause: error }));
       return;
     }
     this.#child = child;
+    this.#options.onStart?.();
     this.#exit = child.status;
     if (this.#controller.signal.aborted) this.#kill();
     const stderr = collectTail(child.stderr, 4096);
@@ -405,7 +415,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
         const messages = this.#formatter.take();
         for (let i = 0; i < records.length; i++) records[i]!.message = messages[i]!;
         this.#entries += records.length;
-        if (records.length > 0 || gaps.length > 0) yield { records, gaps };
+        if (records.length > 0 || gaps.length > 0) yield { records, gaps, cursor: this.#cursor };
       }
     } finally {
       this.#kill();
