@@ -26,6 +26,7 @@ import {
   RelpFrameParser,
   writeRelpFrame,
 } from "../framing/relp.ts";
+import { describeNetError } from "../util/errors.ts";
 
 /** Options for {@linkcode RelpClient}. */
 export interface RelpClientOptions {
@@ -420,7 +421,7 @@ export class RelpClient {
         conn = await Promise.race([connecting, expired]);
       } catch (error) {
         connecting.then((late) => late.close(), () => {});
-        const why = error instanceof Error ? error.message : String(error);
+        const why = describeNetError(error);
         throw new Error(why.startsWith(this.#where) ? why : `${this.#where}: ${why}`);
       }
       try {

@@ -21,6 +21,7 @@ import {
   RelpFrameParser,
   writeRelpFrame,
 } from "../framing/relp.ts";
+import { describeNetError } from "../util/errors.ts";
 
 /** Where a batch came from. */
 export interface RelpPeer {
@@ -378,8 +379,9 @@ export class RelpServer {
     try {
       this.#listener = Deno.listen({ hostname: host, port, transport: "tcp" });
     } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      return Promise.reject(new Error(`Cannot listen for RELP on ${host}:${port}: ${why}`));
+      return Promise.reject(
+        new Error(`cannot listen for RELP on ${host}:${port}: ${describeNetError(error)}`),
+      );
     }
     const addr = this.#listener.addr as Deno.NetAddr;
     this.#log.info("relp listening on {host}:{port}", { host: addr.hostname, port: addr.port });
