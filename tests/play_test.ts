@@ -10,14 +10,12 @@
 import assert from "node:assert/strict";
 import {
   decodeTlogMessage,
-  describeSequenceCheck,
   findTlogMessage,
-  MessageSequence,
-  recordingKey,
   TlogFormatError,
   type TlogMessage,
   type TlogRecord,
 } from "../lib/tlog/tlog.ts";
+import { describeSequenceCheck, MessageSequence, recordingKey } from "../lib/tlog/recording.ts";
 import { startPull, startServe } from "./relay.ts";
 import {
   makeCerts,

@@ -8,6 +8,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { LineSplitStream } from "../lib/framing/lines.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const decoder = new TextDecoder();
@@ -22,19 +23,11 @@ function reclog(args: string[], _background = false) {
   }).spawn();
 }
 
-/** Collects a child's stream as text, calling `onLine` for each line. */
-function collect(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
-  let buffered = "";
-  return (async () => {
-    for await (const chunk of stream) {
-      buffered += decoder.decode(chunk, { stream: true });
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        onLine(buffered.slice(0, newline));
-        buffered = buffered.slice(newline + 1);
-      }
-    }
-  })();
+/** Reads a child's stream line by line, calling `onLine` for each. */
+async function collect(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+  for await (const lines of stream.pipeThrough(new LineSplitStream({ telnet: false }))) {
+    for (const line of lines) onLine(decoder.decode(line));
+  }
 }
 
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000) {

@@ -1,9 +1,13 @@
 /**
- * Line framing for the plain line protocol of `listen`, `send` and
- * `serve --tcp-in`: splits a byte stream into whole lines, in place, with a
- * maximum line length (an over-long line is cut into pieces, never dropped),
- * and optionally cleans up what telnet sends (CR LF becomes LF, CR NUL becomes
- * CR, IAC option negotiation is removed, IAC IAC becomes one 0xFF byte).
+ * Newline framing, the one place reclog splits bytes into lines:
+ * {@linkcode splitLines} finds the complete lines in a buffer without copying
+ * (for readers that keep their own buffer and byte offsets, such as a file
+ * tail), and {@linkcode LineSplitter} / {@linkcode LineSplitStream}, built on
+ * it, split a byte stream for the plain line protocol of `listen`, `send` and
+ * `serve --tcp-in`, for `play` and for the demo: in place, with a maximum line
+ * length (an over-long line is cut into pieces, never dropped), and optionally
+ * cleaning up what telnet sends (CR LF becomes LF, CR NUL becomes CR, IAC
+ * option negotiation is removed, IAC IAC becomes one 0xFF byte).
  *
  * @module
  */
@@ -22,6 +26,37 @@ const MAX_SUBNEGOTIATION = 4096;
 
 /** Default for {@linkcode LineSplitterOptions.maxLine}: 64 KiB. */
 export const DEFAULT_MAX_LINE = 65_536;
+
+/**
+ * Finds the complete lines in `bytes`: calls `onLine(start, end)` for each,
+ * where `end` is the index of its LF (`bytes.subarray(start, end)` is the line
+ * without its newline), and returns where the unfinished rest starts
+ * (`bytes.length` when the bytes end with a newline, 0 when they hold none).
+ * Copies nothing and keeps no state; {@linkcode LineSplitter} adds the carry
+ * of a partial line between chunks.
+ *
+ * @example Hand on whole lines of a buffer, keep the rest
+ * ```ts
+ * import { splitLines } from "./lines.ts";
+ * const bytes = new TextEncoder().encode("one\ntwo\nthr");
+ * const lines: string[] = [];
+ * const rest = splitLines(bytes, (start, end) => {
+ *   lines.push(new TextDecoder().decode(bytes.subarray(start, end)));
+ * });
+ * // lines: ["one", "two"]; rest: 8, where "thr" starts
+ * ```
+ */
+export function splitLines(
+  bytes: Uint8Array,
+  onLine: (start: number, end: number) => void,
+): number {
+  let start = 0;
+  for (let lf = bytes.indexOf(LF); lf !== -1; lf = bytes.indexOf(LF, start)) {
+    onLine(start, lf);
+    start = lf + 1;
+  }
+  return start;
+}
 
 /** Options for {@linkcode LineSplitter} and {@linkcode LineSplitStream}. */
 export interface LineSplitterOptions {
@@ -96,9 +131,8 @@ export class LineSplitter {
   push(chunk: Uint8Array): Uint8Array[] {
     const data = this.#telnet ? this.#clean(chunk) : chunk;
     const lines: Uint8Array[] = [];
-    let start = 0;
-    for (let lf = data.indexOf(LF); lf !== -1; lf = data.indexOf(LF, start)) {
-      let line = data.subarray(start, lf);
+    const start = splitLines(data, (from, lf) => {
+      let line = data.subarray(from, lf);
       if (this.#carryBytes > 0) {
         this.#carry.push(line);
         line = this.#takeCarry();
@@ -107,8 +141,7 @@ export class LineSplitter {
         line = line.subarray(0, line.length - 1);
       }
       this.#emit(line, lines);
-      start = lf + 1;
-    }
+    });
     if (start < data.length) {
       // A copy: the caller may reuse its read buffer for the next chunk.
       this.#carry.push(data.slice(start));
