@@ -359,6 +359,16 @@ async function importKey(pem: string): Promise<CryptoKey> {
   }
 }
 
-function escapeDnValue(value: string): string {
+/**
+ * Escapes a value for an RFC 4514 distinguished name (`CN=...`): a backslash
+ * before `,`, `+`, `"`, `\\`, `<`, `>`, `;` and `=`.
+ *
+ * @example A common name with a comma
+ * ```ts
+ * import { escapeDnValue } from "./pki.ts";
+ * escapeDnValue("reclog CA for a,b"); // "reclog CA for a\\,b"
+ * ```
+ */
+export function escapeDnValue(value: string): string {
   return value.replace(/([,+"\\<>;=])/g, "\\$1");
 }
