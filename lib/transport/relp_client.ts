@@ -237,7 +237,10 @@ class Link {
   /** Ends the link: every unfinished batch rejects with its acked count. */
   fail(error: unknown): void {
     if (this.failed) return;
-    const failure = error instanceof Error ? error : new Error(String(error));
+    const why = describeNetError(error);
+    const failure = why.startsWith(this.#where) && error instanceof Error
+      ? error
+      : new Error(why.startsWith(this.#where) ? why : `${this.#where}: ${why}`);
     this.failed = failure;
     clearInterval(this.#timer);
     try {
@@ -336,10 +339,7 @@ class Link {
         this.#parser.push(buffer.subarray(0, n), this.#onFrame);
       }
     } catch (error) {
-      if (!this.failed) {
-        const why = error instanceof Error ? error.message : String(error);
-        this.fail(new Error(why.startsWith(this.#where) ? why : `${this.#where}: ${why}`));
-      }
+      if (!this.failed) this.fail(error);
     }
   }
 }
