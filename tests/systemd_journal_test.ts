@@ -443,5 +443,9 @@ Deno.test("close() is safe twice, an aborted signal stops the reader, options ar
   const unused = new SystemdJournalReader({ directory: dir.path, afterCursor: "s=a;i=1" });
   assert.deepEqual(unused.args().slice(0, 2), [`--directory=${dir.path}`, "--follow"]);
   assert.ok(unused.args().includes("--cursor=s=a;i=1"));
+  assert.ok(
+    unused.args().includes("--no-tail"),
+    "--follow alone would show 10 entries from the cursor",
+  );
   await unused.close();
 });

@@ -6,11 +6,14 @@
  *
  * How journalctl is run (systemd 252):
  * `journalctl [--directory=DIR] --follow --merge --output=json --all --quiet
- * --no-pager [--cursor=C | --no-tail | --lines=0] [--output-fields=F,...]
+ * --no-pager [--cursor=C --no-tail | --no-tail | --lines=0] [--output-fields=F,...]
  * [--priority=P] [MATCH...]` (`--output-fields`: for `rfc5424`, the mapped
  * fields and the structured-data fields only).
  * - `--merge`: without it, `--follow` shows only the newest boot, so entries
  *   of the previous boot after a saved cursor would be lost.
+ * - `--no-tail` with `--cursor` as well: `--follow` implies `--lines=10`,
+ *   and with a cursor 252 then prints 10 entries from it and skips to the
+ *   newest (entries in between would be lost).
  * - `--cursor=C`, not `--after-cursor=C`: when the entry of C is gone
  *   (vacuumed), 252's `--after-cursor` also skips the entry after it. With
  *   `--cursor` the first entry is dropped only if it is C's own.
@@ -253,7 +256,9 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
       "--no-pager",
     ];
     if (options.directory !== undefined) args.unshift(`--directory=${options.directory}`);
-    if (this.#cursor !== undefined) args.push(`--cursor=${this.#cursor}`);
+    // --no-tail with --cursor too: 252's --follow implies --lines=10, which
+    // with a cursor shows 10 entries from it and then only new ones.
+    if (this.#cursor !== undefined) args.push(`--cursor=${this.#cursor}`, "--no-tail");
     else if ((options.from ?? "start") === "start") args.push("--no-tail");
     else args.push("--lines=0");
     if ((options.format?.format ?? "rfc5424") === "rfc5424") {
