@@ -7,7 +7,8 @@
  * stderr). The file is streamed twice (a scan that lists the recordings and
  * checks their messages are all there, then the playback), so memory stays
  * bounded whatever its size; stdin is spooled to a temporary file for that,
- * unless `--session` names the recording up front.
+ * unless `--session` names the recording up front. This file is the command
+ * line; the engine is lib/tlog/player.ts.
  *
  * @module
  */
