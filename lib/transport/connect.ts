@@ -30,6 +30,18 @@ export interface ConnectOptions {
    */
   timeoutMs?: number;
   /**
+   * With `tls`: after the handshake, wait this long for the server to close
+   * the connection, and fail if it does. With TLS 1.3 the client's handshake
+   * is done before the server has checked the client certificate, so a
+   * refused client would otherwise write into a connection about to be
+   * closed (the session ticket is no sign of acceptance: a server sends it
+   * before its own checks of the certificate), ms. 0: no wait. The wait
+   * reads the socket: what the server sends meanwhile is discarded, so it
+   * fits protocols where the server speaks only when spoken to.
+   * @default {0}
+   */
+  probationMs?: number;
+  /**
    * Gives up (rejecting with a {@linkcode ConnectError}) when aborted.
    * @default {undefined}
    */
@@ -66,9 +78,9 @@ function formatMs(ms: number): string {
 
 /**
  * Connects to `endpoint`; resolves once the connection is up (with `tls`,
- * once the handshake is done and the server certificate verified). Rejects
- * with a
- * {@linkcode ConnectError}; the socket is destroyed then.
+ * once the handshake is done, the server certificate verified and the
+ * probation, if any, passed). Rejects with a {@linkcode ConnectError}; the
+ * socket is destroyed then.
  *
  * @example Connect with a 2 s limit
  * ```ts
@@ -81,10 +93,17 @@ function formatMs(ms: number): string {
  * }
  * ```
  */
-export function connect(
+export async function connect(
   endpoint: HostPort,
   options: ConnectOptions = {},
 ): Promise<net.Socket> {
+  const socket = await open(endpoint, options);
+  const probationMs = options.probationMs ?? 0;
+  if (options.tls && probationMs > 0) await probation(socket, probationMs, options.signal);
+  return socket;
+}
+
+function open(endpoint: HostPort, options: ConnectOptions): Promise<net.Socket> {
   const { host, port } = endpoint;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const { signal } = options;
@@ -124,5 +143,42 @@ export function connect(
     socket.once(ready, onReady);
     socket.once("error", onError);
     socket.once("close", onClose);
+  });
+}
+
+/** Resolves if the server keeps the connection `ms` long; see {@linkcode ConnectOptions.probationMs}. */
+function probation(socket: net.Socket, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      socket.off("error", onError);
+      socket.off("end", onGone);
+      socket.off("close", onGone);
+    };
+    const fail = (error: ConnectError) => {
+      cleanup();
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      resolve();
+    }, ms);
+    const onAbort = () => fail(new ConnectError("closing", { aborted: true }));
+    const onError = (error: Error) =>
+      fail(new ConnectError(describeNetError(error), { cause: error }));
+    const onGone = () =>
+      fail(
+        new ConnectError(
+          "the endpoint closed the connection after the TLS handshake (does it accept our --cert?)",
+        ),
+      );
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    socket.once("error", onError);
+    socket.once("end", onGone);
+    socket.once("close", onGone);
+    socket.resume();
   });
 }
