@@ -3,6 +3,8 @@ import { Backoff } from "../lib/transport/backoff.ts";
 import { connect, ConnectError } from "../lib/transport/connect.ts";
 import { loadTlsMaterial } from "../lib/tls/policy.ts";
 import { makeCerts, tempDir } from "./helpers.ts";
+import { ALL_TAKEN, RangeBatch, SinkError } from "../lib/batch.ts";
+import { LineSender } from "../lib/sinks/line_sender.ts";
 
 /** A back-off with no jitter (random() = 1: the whole base delay) and a hand-driven clock. */
 function fixed(options: { minMs?: number; maxMs?: number; resetAfterMs?: number } = {}) {
@@ -153,4 +155,55 @@ Deno.test("connect: a TLS handshake that never comes times out, naming the time"
     await accepting.catch(() => {});
     for (const conn of held) conn.close();
   }
+});
+
+// LineSender's Sink face, which reconnects through connect.ts and backoff.ts.
+
+function batchOf(...lines: string[]): RangeBatch {
+  const buf = new TextEncoder().encode(lines.join(""));
+  const batch = new RangeBatch(lines.length);
+  batch.reset(buf);
+  let offset = 0;
+  for (const line of lines) {
+    batch.push(offset, offset + line.length);
+    offset += line.length;
+  }
+  return batch;
+}
+
+Deno.test("line sender: write() resolves once the lines were written; while away the full buffer drops the oldest and close() rejects the write", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  const received = (async () => {
+    const conn = await listener.accept();
+    let text = "";
+    for await (const chunk of conn.readable) text += new TextDecoder().decode(chunk);
+    return text;
+  })();
+  {
+    await using sender = new LineSender({ endpoint: { host: "127.0.0.1", port } });
+    assert.equal(sender.description, `127.0.0.1:${port}`);
+    assert.deepEqual(await sender.write(batchOf("one", "two", "three")), ALL_TAKEN);
+    assert.equal(sender.delivered, 3);
+    assert.equal(await sender.finish(2000), 0);
+    await assert.rejects(sender.write(batchOf("late")), SinkError);
+  }
+  assert.equal(await received, "one\ntwo\nthree\n");
+  listener.close();
+
+  // Nothing listens now: 4 bytes a line, 10 bytes of buffer; the first line is dropped.
+  const away = new LineSender({
+    endpoint: { host: "127.0.0.1", port },
+    bufferBytes: 10,
+    backoffMinMs: 10,
+    backoffMaxMs: 20,
+  });
+  const writing = away.write(batchOf("aaa", "bbb", "ccc"));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(away.dropped, 1);
+  await away.close();
+  await away.close();
+  const error = await writing.catch((error) => error);
+  assert.ok(error instanceof SinkError, String(error));
+  assert.equal(error.taken, 1);
 });
