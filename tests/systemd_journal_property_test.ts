@@ -12,6 +12,8 @@ import {
   parseEntryLine,
   SyslogFormatter,
 } from "../lib/framing/journal_entry.ts";
+import { SystemdJournalReader } from "../lib/sources/systemd_journal.ts";
+import { isJournalCursor, parseCursorFile } from "../lib/state/journal_cursor.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -164,6 +166,131 @@ Deno.test("property: cursorPosition reads s= and i= (hex) from any cursor, never
         );
       },
     ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("property: the reader splits journalctl's output into entries however the pipe cuts it; bad and over-long lines are counted, never handed on", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "reclog-test-" });
+  try {
+    const lineArb = fc.oneof(
+      { weight: 6, arbitrary: entryArb.map((e) => ({ kind: "entry" as const, e })) },
+      {
+        weight: 1,
+        arbitrary: fc.uint8Array({ minLength: 1, maxLength: 60 }).map((b) => ({
+          kind: "bytes" as const,
+          b,
+        })),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.integer({ min: 8300, max: 20_000 }).map((n) => ({
+          kind: "long" as const,
+          n,
+        })),
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(lineArb, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        async (lines, cuts) => {
+          const parts: Uint8Array[] = [];
+          const want: string[] = [];
+          let seq = 0;
+          for (const line of lines) {
+            if (line.kind === "entry") {
+              const e = { ...line.e, __CURSOR: `s=ab;i=${(++seq).toString(16)}` };
+              parts.push(encoder.encode(JSON.stringify(e)));
+              want.push(e.__CURSOR);
+            } else if (line.kind === "bytes") {
+              parts.push(line.b.map((b) => (b === 0x0a ? 0x20 : b)));
+            } else {
+              parts.push(
+                encoder.encode(`{"__CURSOR":"s=ab;i=0","MESSAGE":"${"x".repeat(line.n)}"}`),
+              );
+            }
+            parts.push(new Uint8Array([0x0a]));
+          }
+          const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+          let at = 0;
+          for (const p of parts) {
+            all.set(p, at);
+            at += p.length;
+          }
+          const points = [...new Set(cuts.map((c) => c % all.length))].sort((a, b) => a - b);
+          let script = "#!/bin/sh\n";
+          let from = 0;
+          for (const [k, point] of [...points, all.length].entries()) {
+            await Deno.writeFile(`${dir}/c${k}`, all.subarray(from, point));
+            script += `cat ${dir}/c${k}\nsleep 0.005\n`;
+            from = point;
+          }
+          script += "exec sleep 30\n";
+          await Deno.writeTextFile(`${dir}/journalctl`, script);
+          await Deno.chmod(`${dir}/journalctl`, 0o755);
+          const reader = new SystemdJournalReader({
+            journalctl: `${dir}/journalctl`,
+            maxLineBytes: 8192, // above any entryArb line (~5 KB at most)
+            detectGaps: false,
+          });
+          const got: string[] = [];
+          const done = (async () => {
+            for await (const batch of reader) {
+              for (const r of batch.records) {
+                assert.ok(r.message.length > 0);
+                got.push(r.cursor);
+              }
+            }
+          })();
+          const bad = lines.filter((l) => l.kind !== "entry").length;
+          const deadline = Date.now() + 5000;
+          while (
+            got.length + reader.stats.malformed + reader.stats.oversize < lines.length &&
+            Date.now() < deadline
+          ) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+          await reader.close();
+          await done;
+          // A "bytes" line may happen to be a valid entry; then it is handed on too.
+          const extra = got.filter((c) => !want.includes(c)).length;
+          assert.deepEqual(got.filter((c) => want.includes(c)), want);
+          assert.equal(reader.stats.malformed + reader.stats.oversize + extra, bad);
+          assert.equal(reader.stats.oversize, lines.filter((l) => l.kind === "long").length);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("property: a cursor file is read back exactly as written; any other text is refused, never thrown", () => {
+  const hex = (n: number) =>
+    fc.hexaString({ minLength: n, maxLength: n }).map((s) => s.toLowerCase());
+  const cursorArb = fc.tuple(
+    hex(32),
+    fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }),
+    hex(32),
+    hex(8),
+    hex(13),
+    hex(16),
+  )
+    .map(([s, i, b, m, t, x]) => `s=${s};i=${i.toString(16)};b=${b};m=${m};t=${t};x=${x}`);
+  fc.assert(
+    fc.property(cursorArb, fc.string({ maxLength: 40 }), fc.string(), (cursor, source, junk) => {
+      assert.equal(isJournalCursor(cursor), true);
+      assert.equal(parseCursorFile(JSON.stringify({ version: 1, source, cursor }) + "\n"), cursor);
+      const parsed = parseCursorFile(junk);
+      assert.ok(parsed === null || isJournalCursor(parsed));
+      // A cut or a changed character of the cursor is refused.
+      const body = JSON.stringify({ version: 1, cursor });
+      const cut = body.slice(0, body.length - 1 - (junk.length % (cursor.length - 5)));
+      assert.equal(parseCursorFile(cut), null);
+      assert.equal(parseCursorFile(JSON.stringify({ version: 1, cursor: cursor + "g" })), null);
+    }),
     { numRuns: 300 },
   );
 });
