@@ -14,9 +14,11 @@
 
 import { encodeMessage, FrameType, messageFrameSize } from "../protocol/frame.ts";
 import { log } from "../util/log.ts";
+import { Cursor } from "./cursor.ts";
+import { findSegment, Segment, SegmentPool } from "./segment.ts";
 import { describeSpoolError, Spool, SpoolWriteError } from "./spool.ts";
 
-const EMPTY = new Uint8Array(0);
+export { Cursor } from "./cursor.ts";
 
 /** Options for {@linkcode Journal}. */
 export interface JournalOptions {
@@ -65,61 +67,6 @@ export interface JournalOpenOptions extends JournalOptions {
 }
 
 /**
- * A run of frames with consecutive sequence numbers. The journal makes and
- * fills segments; readers see them in {@linkcode CursorRead} results.
- *
- * @example Look at the segment a cursor read from
- * ```ts
- * import { Journal } from "./journal.ts";
- * const journal = new Journal();
- * journal.append(new TextEncoder().encode("syslog"), new TextEncoder().encode("<13>hi"));
- * const read = journal.cursor(journal.firstSeq).read();
- * if (read?.kind === "frames") console.log(read.segment.firstSeq, read.segment.endSeq);
- * ```
- */
-export class Segment {
-  /** Sequence number of the first frame. */
-  readonly firstSeq: number;
-  /** Frames written so far. */
-  count = 0;
-  /** Bytes written so far. */
-  length = 0;
-  /** Bytes already appended to the spool. */
-  flushed = 0;
-  /** Set once the journal dropped this segment. */
-  evicted = false;
-  /** Time of the first message, ms since the epoch. */
-  firstTime = 0;
-  /** Time of the last message, ms since the epoch. */
-  lastTime = 0;
-  /** The frames while held in memory (a spooled segment may be on disk only). */
-  buf: Uint8Array | undefined;
-  /** Socket writes of this segment's bytes still in flight. */
-  pins = 0;
-  /** Its buffer, out of the journal but still pinned: recycled on the last unpin. */
-  retired: Uint8Array | undefined;
-
-  /**
-   * Makes an empty segment starting at `firstSeq`, with a `capacity`-byte
-   * buffer (none when `capacity` is 0, for a segment whose bytes are on disk).
-   */
-  constructor(firstSeq: number, capacity: number) {
-    this.firstSeq = firstSeq;
-    this.buf = capacity > 0 ? new Uint8Array(capacity) : undefined;
-  }
-
-  /** Sequence number after the last frame. */
-  get endSeq(): number {
-    return this.firstSeq + this.count;
-  }
-}
-
-/** What a cursor read: frames to send, or news of a gap first. */
-export type CursorRead =
-  | { kind: "frames"; bytes: Uint8Array; firstSeq: number; endSeq: number; segment: Segment }
-  | { kind: "lost"; from: number; to: number; count: number; toTime: number };
-
-/**
  * A journal of encoded message frames, in memory and optionally spooled.
  *
  * @example Append and read back
@@ -154,22 +101,17 @@ export class Journal implements Disposable, AsyncDisposable {
   /** The `next` journal.json holds (or is being written with). */
   #recordedNext = 0;
   #nextSeq: number;
-  #evictedCount = 0;
   #lastEvictedTime = 0;
   readonly #listeners = new Set<() => void>();
   #notifyScheduled = false;
-  /**
-   * Buffers of dropped segments, reused for new ones: without it, evicted
-   * buffers pile up as garbage until V8 collects external memory (tens of
-   * MiB above the journal bound under load).
-   */
-  readonly #pool: Uint8Array[] = [];
+  readonly #pool: SegmentPool;
 
   /** Makes an empty in-memory journal; use {@linkcode Journal.open} for a spooled one. */
   constructor(options: JournalOptions = {}) {
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.segmentBytes = options.segmentBytes ??
       Math.max(64 * 1024, Math.min(1024 * 1024, Math.floor(this.maxBytes / 4)));
+    this.#pool = new SegmentPool(this.segmentBytes);
     this.epoch = options.epoch ?? crypto.randomUUID();
     this.#nextSeq = options.firstSeq ?? 1;
   }
@@ -187,12 +129,7 @@ export class Journal implements Disposable, AsyncDisposable {
     journal.#spoolRetryMs = options.spoolRetryMs ?? 2000;
     journal.#recordedNext = contents.next;
     for (const spooled of contents.segments) {
-      const segment = new Segment(spooled.firstSeq, 0);
-      segment.count = spooled.count;
-      segment.length = segment.flushed = spooled.length;
-      segment.firstTime = spooled.firstTime;
-      segment.lastTime = spooled.lastTime;
-      journal.#segments.push(segment);
+      journal.#segments.push(Segment.fromSpooled(spooled));
       journal.#diskBytes += spooled.length;
     }
     log("spool").info("journal {epoch}: next seq {next}, {count} messages held in {dir}", {
@@ -243,11 +180,6 @@ export class Journal implements Disposable, AsyncDisposable {
     return this.#spoolWriteErrors;
   }
 
-  /** Messages dropped from the front so far. */
-  get evictedCount(): number {
-    return this.#evictedCount;
-  }
-
   /** Time of the newest dropped message, ms (for loss reports). */
   get lastEvictedTime(): number {
     return this.#lastEvictedTime;
@@ -270,8 +202,7 @@ export class Journal implements Disposable, AsyncDisposable {
     if (!segment?.buf || segment.length + size > segment.buf.length) {
       if (segment) this.#seal(segment);
       segment = new Segment(this.#nextSeq, 0);
-      segment.buf = size <= this.segmentBytes && this.#pool.pop() ||
-        new Uint8Array(Math.max(this.segmentBytes, size));
+      segment.buf = this.#pool.take(size);
       this.#segments.push(segment);
       this.#bytes += segment.buf!.length;
       this.#evict();
@@ -293,30 +224,31 @@ export class Journal implements Disposable, AsyncDisposable {
   }
 
   /**
-   * Appends to the spool what the newest segment has not written yet; while
-   * spooling is paused, does nothing (a timer tries again).
+   * Appends to the spool what the newest segment has not written yet (a
+   * write to the page cache, no fsync: {@linkcode Journal.close} syncs);
+   * while spooling is paused, does nothing (a timer tries again).
    */
-  flush(): void {
+  #appendToSpool(): void {
     if (!this.#spool || this.#spoolState === "paused") return;
     const segment = this.#segments[this.#segments.length - 1];
-    if (segment?.buf && segment.flushed < segment.length) this.#write(segment);
+    if (segment?.buf && segment.spooled < segment.length) this.#write(segment);
   }
 
   /** Writes what `segment` has not written yet; false (and paused) on failure. */
   #write(segment: Segment): boolean {
     const spool = this.#spool!;
     try {
-      spool.append(segment.firstSeq, segment.buf!.subarray(segment.flushed, segment.length));
+      spool.append(segment.firstSeq, segment.buf!.subarray(segment.spooled, segment.length));
     } catch (error) {
       if (error instanceof SpoolWriteError && error.reset) {
-        this.#diskBytes -= segment.flushed;
-        segment.flushed = 0;
+        this.#diskBytes -= segment.spooled;
+        segment.spooled = 0;
       }
       this.#pause(error);
       return false;
     }
-    this.#diskBytes += segment.length - segment.flushed;
-    segment.flushed = segment.length;
+    this.#diskBytes += segment.length - segment.spooled;
+    segment.spooled = segment.length;
     return true;
   }
 
@@ -351,7 +283,7 @@ export class Journal implements Disposable, AsyncDisposable {
     const segments = this.#segments;
     const last = segments[segments.length - 1];
     for (const segment of segments) {
-      if (segment.buf && segment.flushed < segment.length && !this.#write(segment)) {
+      if (segment.buf && segment.spooled < segment.length && !this.#write(segment)) {
         return Promise.resolve();
       }
       if (segment !== last) spool.seal(segment.firstSeq);
@@ -385,7 +317,7 @@ export class Journal implements Disposable, AsyncDisposable {
       return;
     }
     if (this.#spoolState !== "ok") return;
-    this.flush();
+    this.#appendToSpool();
     const next = this.#nextSeq;
     if (this.#spoolState !== "ok" || next <= this.#recordedNext) return;
     this.#recordedNext = next;
@@ -399,7 +331,7 @@ export class Journal implements Disposable, AsyncDisposable {
 
   #seal(segment: Segment): void {
     if (!this.#spool) return;
-    this.flush();
+    this.#appendToSpool();
     // While paused, its file stays open: the retry writes the rest.
     if (this.#spoolState !== "paused") this.#spool.seal(segment.firstSeq);
   }
@@ -409,8 +341,8 @@ export class Journal implements Disposable, AsyncDisposable {
     if (this.#spool) {
       // Memory: let go of the oldest buffers whose bytes are all on disk.
       for (let i = 0; this.#bytes > this.maxBytes && i < segments.length - 1; i++) {
-        const segment = segments[i]!;
-        if (segment.buf && segment.flushed === segment.length) this.#release(segment);
+        const seg = segments[i]!;
+        if (seg.buf && seg.spooled === seg.length) this.#bytes -= this.#pool.release(seg);
       }
       // Still over (spooling paused): drop the oldest, on disk or not, and report it lost.
       while (this.#bytes > this.maxBytes && segments.length > 1) this.#dropSpooled();
@@ -423,28 +355,14 @@ export class Journal implements Disposable, AsyncDisposable {
   #dropSpooled(): void {
     const old = this.#segments.shift()!;
     this.#spool!.remove(old.firstSeq);
-    this.#diskBytes -= old.flushed;
+    this.#diskBytes -= old.spooled;
     this.#drop(old);
   }
 
   #drop(old: Segment): void {
-    if (old.buf) this.#release(old);
+    if (old.buf) this.#bytes -= this.#pool.release(old);
     old.evicted = true;
-    this.#evictedCount += old.count;
     this.#lastEvictedTime = old.lastTime;
-  }
-
-  /** Takes a segment's buffer out of the journal, recycling it when no write holds it. */
-  #release(segment: Segment): void {
-    const buf = segment.buf!;
-    this.#bytes -= buf.length;
-    segment.buf = undefined;
-    if (segment.pins > 0) segment.retired = buf;
-    else this.#recycle(buf);
-  }
-
-  #recycle(buf: Uint8Array): void {
-    if (buf.length === this.segmentBytes && this.#pool.length < 4) this.#pool.push(buf);
   }
 
   /**
@@ -452,14 +370,12 @@ export class Journal implements Disposable, AsyncDisposable {
    * {@linkcode Journal.unpin} when the write completed.
    */
   pin(segment: Segment): void {
-    segment.pins++;
+    this.#pool.pin(segment);
   }
 
   /** Ends a {@linkcode Journal.pin}. */
   unpin(segment: Segment): void {
-    if (--segment.pins > 0 || !segment.retired) return;
-    this.#recycle(segment.retired);
-    segment.retired = undefined;
+    this.#pool.unpin(segment);
   }
 
   #schedule(): void {
@@ -467,7 +383,7 @@ export class Journal implements Disposable, AsyncDisposable {
     this.#notifyScheduled = true;
     queueMicrotask(() => {
       this.#notifyScheduled = false;
-      this.flush();
+      this.#appendToSpool();
       for (const listener of this.#listeners) listener();
     });
   }
@@ -483,7 +399,7 @@ export class Journal implements Disposable, AsyncDisposable {
 
   /** Appends a rotation marker for a file stream; returns its sequence number. */
   appendRotated(stream: Uint8Array, time = Date.now()): number {
-    return this.append(stream, EMPTY, 0, 0, time, FrameType.Rotated);
+    return this.append(stream, new Uint8Array(0), 0, 0, time, FrameType.Rotated);
   }
 
   /** A cursor that reads from `seq` on (clamped to what exists). */
@@ -493,20 +409,7 @@ export class Journal implements Disposable, AsyncDisposable {
 
   /** @internal The segment holding `seq` (the newest if `seq` is at the end). */
   segmentFor(seq: number): Segment | undefined {
-    const segments = this.#segments;
-    let lo = 0;
-    let hi = segments.length - 1;
-    let found: Segment | undefined;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (segments[mid]!.firstSeq <= seq) {
-        found = segments[mid];
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
-    }
-    return found;
+    return findSegment(this.#segments, seq);
   }
 
   /**
@@ -553,11 +456,11 @@ export class Journal implements Disposable, AsyncDisposable {
     this.#spoolTimer = undefined;
     const spool = this.#spool;
     if (!spool) return;
-    this.flush();
+    this.#appendToSpool();
     if (this.#spoolState === "paused") {
       let bytes = 0;
       for (const segment of this.#segments) {
-        if (segment.buf) bytes += segment.length - segment.flushed;
+        if (segment.buf) bytes += segment.length - segment.spooled;
       }
       if (bytes > 0) {
         log("spool").error(
@@ -586,85 +489,11 @@ export class Journal implements Disposable, AsyncDisposable {
     if (this.#spoolTimer !== undefined) clearInterval(this.#spoolTimer);
     this.#spoolTimer = undefined;
     await this.#restore();
-    this.flush();
+    this.#appendToSpool();
     if (this.#spoolState === "ok" && this.#nextSeq > this.#recordedNext) {
       await spool.recordNext(this.#nextSeq).catch(() => false);
     }
     await spool.settled();
     this.close();
   }
-}
-
-/**
- * One client's position in the journal. `read()` returns the next run of
- * whole frames (a view into a segment), or a gap report when the journal
- * dropped messages the cursor had not read yet.
- *
- * @example Drain a cursor
- * ```ts
- * import { Journal } from "./journal.ts";
- * const journal = new Journal();
- * const cursor = journal.cursor(journal.nextSeq);
- * for (let r = cursor.read(); r; r = cursor.read()) console.log(r.kind);
- * ```
- */
-export class Cursor {
-  readonly #journal: Journal;
-  /** Next sequence number to read. */
-  seq: number;
-  #segment: Segment | undefined;
-  #offset = 0;
-
-  /**
-   * Starts at `seq`, clamped to between 1 and the journal's next sequence
-   * number; a `seq` already dropped is reported as lost by the first read.
-   */
-  constructor(journal: Journal, seq: number) {
-    this.#journal = journal;
-    this.seq = Math.min(Math.max(seq, 1), journal.nextSeq);
-  }
-
-  /** Messages between this cursor and the journal's end. */
-  get behind(): number {
-    return this.#journal.nextSeq - this.seq;
-  }
-
-  /** The next run of frames or a gap; undefined when caught up. */
-  read(): CursorRead | undefined {
-    const journal = this.#journal;
-    if (this.seq >= journal.nextSeq) return undefined;
-    if (this.seq < journal.firstSeq) {
-      const from = this.seq;
-      const to = journal.firstSeq - 1;
-      this.seq = journal.firstSeq;
-      this.#segment = undefined;
-      return { kind: "lost", from, to, count: to - from + 1, toTime: journal.lastEvictedTime };
-    }
-    let segment = this.#segment;
-    if (
-      !segment || segment.evicted || this.#offset >= segment.length && this.seq >= segment.endSeq
-    ) {
-      segment = journal.segmentFor(this.seq);
-      if (!segment) return undefined;
-      this.#segment = segment;
-      this.#offset = -1;
-    }
-    if (this.seq >= segment.endSeq) return undefined;
-    const buf = journal.frames(segment);
-    // A segment that could not be read was dropped: the next read reports the gap.
-    if (!buf) return segment.evicted ? this.read() : undefined;
-    if (this.#offset < 0) this.#offset = offsetOf(buf, segment, this.seq);
-    const bytes = buf.subarray(this.#offset, segment.length);
-    const firstSeq = this.seq;
-    this.#offset = segment.length;
-    this.seq = segment.endSeq;
-    return { kind: "frames", bytes, firstSeq, endSeq: this.seq, segment };
-  }
-}
-
-function offsetOf(buf: Uint8Array, segment: Segment, seq: number): number {
-  const view = new DataView(buf.buffer, buf.byteOffset, segment.length);
-  let offset = 0;
-  for (let n = seq - segment.firstSeq; n > 0; n--) offset += 4 + view.getUint32(offset);
-  return offset;
 }

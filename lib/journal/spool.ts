@@ -45,8 +45,6 @@ export interface SpoolContents {
   segments: SpooledSegment[];
   /** Sequence number the journal continues with. */
   next: number;
-  /** Why a new epoch was started, when an old one could not be continued. */
-  newEpochReason?: string;
   /**
    * Whether `journal.json` names this epoch on disk; when false (the disk is
    * full), the journal must not write segments until it did.
@@ -160,11 +158,6 @@ export class Spool implements Disposable {
     }
   }
 
-  /** The epoch this spool holds. */
-  get epoch(): string {
-    return this.#epoch;
-  }
-
   async #load(): Promise<SpoolContents> {
     let stored: { epoch: string; next: number } | undefined;
     try {
@@ -254,7 +247,6 @@ export class Spool implements Disposable {
       epoch: this.#epoch,
       segments,
       next,
-      ...(reason ? { newEpochReason: reason } : {}),
       metaWritten,
       ...(metaWritten ? {} : { metaError }),
     };
