@@ -84,6 +84,14 @@ Flags:
 
 type ParseOptions = Parameters<typeof parseRoleArgs>[2];
 
+/** The flags of `init` and `client` both. */
+const DIR_FLAGS = {
+  dir: { type: "string" },
+  days: { type: "string" },
+  force: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
  * Runs `reclog certs` with the arguments after the role; resolves to the exit
  * code. Usage and configuration mistakes throw {@linkcode ConfigError}.
@@ -98,8 +106,7 @@ type ParseOptions = Parameters<typeof parseRoleArgs>[2];
 export async function run(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h" || sub === "help") {
-    console.log(USAGE);
-    return 0;
+    return print(USAGE);
   }
   if (sub === undefined) {
     throw new ConfigError("missing subcommand: init, client or show (see 'reclog certs --help')");
@@ -119,14 +126,11 @@ export async function run(args: string[]): Promise<number> {
 }
 
 async function runInit(args: string[]): Promise<number> {
-  if (wantsHelp(args)) return help(INIT_USAGE);
+  if (wantsHelp(args)) return print(INIT_USAGE);
   const { values } = parseSub("init", args, {
-    dir: { type: "string" },
+    ...DIR_FLAGS,
     "server-name": { type: "string" },
     ip: { type: "string", multiple: true },
-    days: { type: "string" },
-    force: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
   });
   const result = await initCa({
     dir: requireFlag("init", "--dir", values.dir, "DIR"),
@@ -135,18 +139,12 @@ async function runInit(args: string[]): Promise<number> {
     days: parseDays(values.days),
     force: values.force ?? false,
   });
-  console.log(initReport(result));
-  return 0;
+  return print(initReport(result));
 }
 
 async function runClient(args: string[]): Promise<number> {
-  if (wantsHelp(args)) return help(CLIENT_USAGE);
-  const { values, positionals } = parseSub("client", args, {
-    dir: { type: "string" },
-    days: { type: "string" },
-    force: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  }, true);
+  if (wantsHelp(args)) return print(CLIENT_USAGE);
+  const { values, positionals } = parseSub("client", args, DIR_FLAGS, true);
   if (positionals.length !== 1) {
     throw new ConfigError(
       positionals.length === 0
@@ -154,18 +152,14 @@ async function runClient(args: string[]): Promise<number> {
         : `client: expected one NAME, got ${positionals.length} (${positionals.join(" ")})`,
     );
   }
-  const result = await issueClient({
-    dir: requireFlag("client", "--dir", values.dir, "DIR"),
-    name: positionals[0]!,
-    days: parseDays(values.days),
-    force: values.force ?? false,
-  });
-  console.log(clientReport(result));
-  return 0;
+  const dir = requireFlag("client", "--dir", values.dir, "DIR");
+  const name = positionals[0]!;
+  const days = parseDays(values.days);
+  return print(clientReport(await issueClient({ dir, name, days, force: values.force ?? false })));
 }
 
 async function runShow(args: string[]): Promise<number> {
-  if (wantsHelp(args)) return help(SHOW_USAGE);
+  if (wantsHelp(args)) return print(SHOW_USAGE);
   const { positionals } = parseSub("show", args, { help: { type: "boolean", short: "h" } }, true);
   if (positionals.length !== 1) {
     throw new ConfigError(
@@ -176,15 +170,15 @@ async function runShow(args: string[]): Promise<number> {
   }
   const file = positionals[0]!;
   const infos = await readCertificates(file);
-  console.log(
+  return print(
     infos.map((info, index) =>
       formatCertificate(info, infos.length > 1 ? `${file} [${index + 1}/${infos.length}]` : file)
     ).join("\n\n"),
   );
-  return 0;
 }
 
-function help(text: string): number {
+/** Prints `text` to stdout; the exit code 0. */
+function print(text: string): number {
   console.log(text);
   return 0;
 }
