@@ -211,14 +211,19 @@ Deno.test("RelpSink: taken is the acknowledged prefix in batch indexes, refused 
 // ---- against real rsyslog ----
 
 /** rsyslog B: imrelp in, each message's raw text to a file, written before the ack. */
-async function startImrelp(dir: string, port: number, file: string): Promise<Running> {
+async function startImrelp(
+  dir: string,
+  port: number,
+  file: string,
+  inputParams = "",
+): Promise<Running> {
   requirePeer(`../lib/${Deno.build.arch}-linux-gnu/rsyslog/imrelp.so`);
   return await startRsyslog({
     dir,
     readyTcpPort: port,
     rules: `main_queue(queue.type="Direct")
 module(load="imrelp")
-input(type="imrelp" address="127.0.0.1" port="${port}" ruleset="relp")
+input(type="imrelp" address="127.0.0.1" port="${port}" ruleset="relp" ${inputParams})
 template(name="raw" type="string" string="%rawmsg%\\n")
 ruleset(name="relp") { action(type="omfile" file="${file}" template="raw") }
 `,
@@ -306,4 +311,28 @@ Deno.test("RelpSink → rsyslog imrelp restarted mid-flow: write rejects with Si
       errors.map((error) => error.taken).join(", ")
     }); first: ${errors[0]?.message}`,
   );
+});
+
+Deno.test("RelpSink → rsyslog imrelp with oversizeMode abort: a message over its maxDataSize is refused, not sent, and nothing behind it stalls", async () => {
+  await using dir = await tempDir();
+  const port = freePort();
+  const file = `${dir.path}/home.log`;
+  // sent as is, a 100,000-byte frame makes this imrelp drop the session, every time
+  await using _rsyslog = await startImrelp(
+    dir.path,
+    port,
+    file,
+    `maxDataSize="70000" oversizeMode="abort"`,
+  );
+  await using sink = new RelpSink({ host: "127.0.0.1", port, maxMessage: 70_000 });
+  const big = "<13>Jan  1 00:00:00 vps relptest: " + "x".repeat(100_000);
+  const [a, b, c] = numbered(0, 3);
+  const report = await sink.write(batchOf([a!, big, b!]));
+  assert.deepEqual(report.refused.map((refusal) => refusal.index), [1]);
+  assert.match(report.refused[0]!.reason, /too large for relp:\/\/127\.0\.0\.1:\d+ \(100034 bytes/);
+  await sink.write(batchOf([c!]));
+  const { missing, dups } = summary(tally(await readOrEmpty(file)), 3);
+  assert.deepEqual(missing, []);
+  assert.equal(dups, 0);
+  assert.ok(!(await readOrEmpty(file)).includes("xxxx"));
 });
