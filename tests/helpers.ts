@@ -9,6 +9,7 @@
 import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, type Issued } from "../lib/pki/pki.ts";
 import { PEERS } from "../tools/ensure_peers.ts";
+import { V8_FLAGS } from "../tools/compile.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = `${ROOT}main.ts`;
@@ -16,7 +17,7 @@ const CONFIG = `${ROOT}deno.json`;
 
 /** The argv that runs reclog: `deno run -q -P=reclog main.ts`, as compiled. */
 export function reclogArgv(args: string[]): string[] {
-  return ["run", "-q", "-P=reclog", `--config=${CONFIG}`, MAIN, ...args];
+  return ["run", "-q", "-P=reclog", `--v8-flags=${V8_FLAGS}`, `--config=${CONFIG}`, MAIN, ...args];
 }
 
 /** Options for {@linkcode startReclog} and {@linkcode runReclog}. */
