@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { TcpSource } from "../lib/sources/tcp.ts";
 import { FileTail } from "../lib/sources/file.ts";
+import { eachMessage } from "../lib/sources/batches.ts";
 import { makeCerts, serveArgv, startReclog, tempDir, waitFor } from "./helpers.ts";
 
 const decoder = new TextDecoder();
@@ -32,7 +33,7 @@ Deno.test("a TCP input refuses senders beyond maxConnections and keeps serving t
     host: "127.0.0.1",
     port: 0,
     maxConnections: 20,
-    onMessage: (buf, start, end) => got.push(decoder.decode(buf.subarray(start, end))),
+    onBatch: eachMessage((buf, start, end) => got.push(decoder.decode(buf.subarray(start, end)))),
   });
   const address = await source.listen();
   const conns: Deno.TcpConn[] = [];
@@ -71,7 +72,7 @@ Deno.test("a TCP sender that sends nothing for idleTimeoutMs is disconnected; a 
     port: 0,
     idleTimeoutMs: 300,
     framing: "lines",
-    onMessage: (buf, start, end) => got.push(decoder.decode(buf.subarray(start, end))),
+    onBatch: eachMessage((buf, start, end) => got.push(decoder.decode(buf.subarray(start, end)))),
   });
   const address = await source.listen();
   const idle = await Deno.connect({ hostname: "127.0.0.1", port: address.port });
@@ -165,10 +166,10 @@ Deno.test("following a file through 40 rotations keeps its set of seen files bou
     name: "app",
     fromStart: true,
     intervalMs: 10,
-    onData: (buf, start, end) => text += decoder.decode(buf.subarray(start, end)),
+    onBatch: eachMessage((buf, start, end) => text += decoder.decode(buf.subarray(start, end))),
     onRotated: () => rotations++,
   });
-  await tail.start();
+  await tail.listen();
   const expected: string[] = [];
   for (let i = 0; i < 40; i++) {
     const line = `line ${i}\n`;

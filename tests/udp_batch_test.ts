@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { findUdpSocket, getIntOption, libc } from "../lib/ffi/libc.ts";
 import { UdpSource } from "../lib/sources/udp.ts";
+import { eachMessage } from "../lib/sources/batches.ts";
 import { DatagramBatch } from "../lib/ffi/udp_batch.ts";
 import { waitFor } from "./helpers.ts";
 
@@ -58,12 +59,16 @@ Deno.test("UDP inputs on 127.0.0.1:P and [::1]:P each get their own socket, rece
   await using v4 = new UdpSource({
     host: "127.0.0.1",
     port,
-    onMessage: (buf, start, end) => got.v4.push(decoder.decode(buf.subarray(start, end))),
+    onBatch: eachMessage((buf, start, end) =>
+      got.v4.push(decoder.decode(buf.subarray(start, end)))
+    ),
   });
   await using v6 = new UdpSource({
     host: "::1",
     port,
-    onMessage: (buf, start, end) => got.v6.push(decoder.decode(buf.subarray(start, end))),
+    onBatch: eachMessage((buf, start, end) =>
+      got.v6.push(decoder.decode(buf.subarray(start, end)))
+    ),
   });
   await v4.listen();
   await v6.listen();
@@ -106,7 +111,7 @@ Deno.test("a UDP burst is received with recvmmsg and sent with sendmmsg, many da
   await using source = new UdpSource({
     host: "127.0.0.1",
     port: 0,
-    onMessage: (buf, start, end) => got.push(decoder.decode(buf.subarray(start, end))),
+    onBatch: eachMessage((buf, start, end) => got.push(decoder.decode(buf.subarray(start, end)))),
   });
   const address = await source.listen();
 
@@ -158,7 +163,7 @@ Deno.test("with batching off, every datagram of a burst still arrives, one recei
     host: "127.0.0.1",
     port: 0,
     batch: false,
-    onMessage: (buf, start, end) => got.push(decoder.decode(buf.subarray(start, end))),
+    onBatch: eachMessage((buf, start, end) => got.push(decoder.decode(buf.subarray(start, end)))),
   });
   const address = await source.listen();
   const messages = Array.from({ length: 1000 }, (_, i) => `fallback ${i}`);
@@ -177,10 +182,10 @@ Deno.test("an error thrown while receiving closes that UDP input with a log line
   await using source = new UdpSource({
     host: "127.0.0.1",
     port: 0,
-    onMessage: () => {
+    onBatch: eachMessage(() => {
       calls++;
       throw new Error("poison");
-    },
+    }),
   });
   const address = await source.listen();
   await sendBurst("127.0.0.1", address.port, ["one", "two"]);

@@ -4,25 +4,20 @@
  * @module
  */
 
-import {
-  ConfigError,
-  parseBytes,
-  parseEndpoint,
-  parseHostPort,
-  parseRoleArgs,
-  prepareDir,
-} from "../cli/flags.ts";
+import { ConfigError, parseBytes, parseHostPort, parseRoleArgs, prepareDir } from "../cli/flags.ts";
 import { formatHostPort } from "../util/address.ts";
+import { describeNetError } from "../util/errors.ts";
+import type { BatchHandler } from "../batch.ts";
 import { FanoutServer } from "../transport/fanout_server.ts";
 import { Journal } from "../journal/journal.ts";
 import { log } from "../util/log.ts";
 import { shutdownSignal } from "../util/shutdown.ts";
-import { UdpSource } from "../sources/udp.ts";
 import { TcpSource } from "../sources/tcp.ts";
 import { FileTail } from "../sources/file.ts";
+import { defaultFileState, openSource, parseFileFlags, parseInputFlags } from "../sources/open.ts";
 import { FileCheckpoints } from "../state/file_checkpoints.ts";
 import { TlsReloader } from "../tls/reloader.ts";
-import { Metrics, udpDrops } from "../ops/metrics.ts";
+import { type Counter, Metrics, udpDrops } from "../ops/metrics.ts";
 import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "../tls/policy.ts";
 
 const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
@@ -100,19 +95,6 @@ const OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-/** One input to bind: syslog over UDP or TCP, or plain TCP lines. */
-interface Input {
-  value: string;
-  flag: string;
-  stream: Uint8Array;
-  kind: "udp" | "tcp" | "lines";
-  host: string;
-  port: number;
-}
-
-const SYSLOG_STREAM = new TextEncoder().encode("syslog");
-const TCP_STREAM = new TextEncoder().encode("tcp");
-
 /**
  * Runs `reclog serve`; resolves to the exit code.
  *
@@ -134,18 +116,8 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const listen = parseHostPort(values.listen, "--listen");
-  const inputs = (values["syslog-in"] ?? ["127.0.0.1:5140"]).map((value): Input => {
-    const endpoint = parseEndpoint(value, "--syslog-in", "udp", ["udp", "tcp"]);
-    if (endpoint.kind !== "udp" && endpoint.kind !== "tcp") {
-      throw new ConfigError(`--syslog-in '${value}': expected HOST:PORT, udp:// or tcp://`);
-    }
-    return { value, flag: "--syslog-in", stream: SYSLOG_STREAM, ...endpoint };
-  });
-  for (const value of values["tcp-in"] ?? []) {
-    const address = parseHostPort(value, "--tcp-in");
-    inputs.push({ value, flag: "--tcp-in", stream: TCP_STREAM, kind: "lines", ...address });
-  }
-  const files = parseFiles(values.file ?? []);
+  const inputs = parseInputFlags(values["syslog-in"], values["tcp-in"]);
+  const files = parseFileFlags(values.file ?? []);
   const policy: PeerPolicy = {
     issuer: values.issuer === undefined ? undefined : parseDn(values.issuer, "--issuer"),
     allowCn: values["allow-cn"] ?? [],
@@ -178,32 +150,25 @@ export async function run(args: string[]): Promise<number> {
   const metrics = new Metrics();
   const bound: string[] = [];
   for (const input of inputs) {
-    const stream = input.stream;
-    const label = { input: `${input.flag.slice(2)} ${input.value}` };
-    const messages = metrics.counter("reclog_input_messages_total", "Messages received", label);
-    const bytes = metrics.counter("reclog_input_bytes_total", "Bytes of messages received", label);
-    const onMessage = (buf: Uint8Array, start: number, end: number) => {
-      messages.inc();
-      bytes.inc(end - start);
-      journal.append(stream, buf, start, end);
-    };
-    const { host, port } = input;
-    const source: UdpSource | TcpSource = stack.use(
-      input.kind === "udp" ? new UdpSource({ host, port, onMessage }) : new TcpSource({
-        host,
-        port,
-        onMessage,
-        maxLength: maxMessage,
-        framing: input.kind === "lines" ? "lines" : "syslog",
-        label: input.flag.slice(2),
-      }),
-    );
+    const label = { input: `${input.label} ${input.value}` };
+    const onBatch = toJournal(journal, input.stream, {
+      messages: metrics.counter("reclog_input_messages_total", "Messages received", label),
+      bytes: metrics.counter("reclog_input_bytes_total", "Bytes of messages received", label),
+    });
+    const source = stack.use(openSource(input, onBatch, { maxLength: maxMessage }));
     const address: Deno.NetAddr = await bind(() => source.listen(), input.flag, input.value);
     const what = input.kind === "lines" ? "tcp-in" : `syslog-in ${input.kind}`;
     bound.push(
       `${what} listening on ${formatHostPort({ host: address.hostname, port: address.port })}`,
     );
-    if (input.kind === "udp") {
+    if (source instanceof TcpSource) {
+      metrics.counterOf(
+        "reclog_input_truncated_total",
+        "Messages cut to --max-message (TCP)",
+        label,
+        () => source.truncated,
+      );
+    } else {
       metrics.gauge(
         "reclog_udp_receive_drops",
         "Datagrams the kernel dropped on the input socket (/proc/net/udp)",
@@ -229,11 +194,11 @@ export async function run(args: string[]): Promise<number> {
         fromStart: values["from-start"],
         rotatedGlobs: values.rotated,
         maxChunk: maxMessage,
-        onData: (buf, start, end) => journal.append(stream, buf, start, end),
+        onBatch: toJournal(journal, name),
         onRotated: () => journal.appendRotated(stream),
       });
       tails.set(name, stack.use(tail));
-      await tail.start();
+      await tail.listen();
       bound.push(`file ${name} following ${path}`);
     }
   }
@@ -250,32 +215,15 @@ export async function run(args: string[]): Promise<number> {
   const address = await bind(() => server.listen(), "--listen", values.listen);
   if (values.metrics) {
     const address = parseHostPort(values.metrics, "--metrics");
-    metrics.gauge("reclog_clients_connected", "Clients streaming", {}, () => server.clients);
-    metrics.gauge(
-      "reclog_journal_entries",
-      "Messages held",
-      {},
-      () => journal.nextSeq - journal.firstSeq,
-    );
-    metrics.gauge("reclog_journal_bytes", "Bytes of segments in memory", {}, () => journal.bytes);
-    metrics.gauge(
-      "reclog_journal_disk_bytes",
-      "Bytes of segments in the spool",
-      {},
-      () => journal.diskBytes,
-    );
-    metrics.gauge(
-      "reclog_journal_oldest_seq",
-      "Oldest sequence number held",
-      {},
-      () => journal.firstSeq,
-    );
-    metrics.gauge(
-      "reclog_journal_next_seq",
-      "Sequence number of the next message",
-      {},
-      () => journal.nextSeq,
-    );
+    const gauges: Array<[string, string, () => number]> = [
+      ["reclog_clients_connected", "Clients streaming", () => server.clients],
+      ["reclog_journal_entries", "Messages held", () => journal.nextSeq - journal.firstSeq],
+      ["reclog_journal_bytes", "Bytes of segments in memory", () => journal.bytes],
+      ["reclog_journal_disk_bytes", "Bytes of segments in the spool", () => journal.diskBytes],
+      ["reclog_journal_oldest_seq", "Oldest sequence number held", () => journal.firstSeq],
+      ["reclog_journal_next_seq", "Sequence number of the next message", () => journal.nextSeq],
+    ];
+    for (const [name, help, read] of gauges) metrics.gauge(name, help, {}, read);
     if (values.spool) {
       metrics.gauge(
         "reclog_spool_healthy",
@@ -312,49 +260,38 @@ export async function run(args: string[]): Promise<number> {
   return 0;
 }
 
-/** `--file PATH[=NAME]` values, checked: names unique, not reserved, short enough. */
-function parseFiles(values: string[]): Array<{ path: string; name: string }> {
-  const seen = new Set<string>();
-  return values.map((value) => {
-    const eq = value.lastIndexOf("=");
-    const path = eq > 0 ? value.slice(0, eq) : value;
-    const name = eq > 0 ? value.slice(eq + 1) : path.slice(path.lastIndexOf("/") + 1);
-    if (!path || !name || !/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith(".")) {
-      throw new ConfigError(
-        `--file '${value}': expected PATH or PATH=NAME (NAME of letters, digits, . _ -)`,
-      );
+/** Appends each message of a batch to the journal as `stream`, counting them. */
+function toJournal(
+  journal: Journal,
+  stream: string,
+  counters?: { messages: Counter; bytes: Counter },
+): BatchHandler {
+  const name = new TextEncoder().encode(stream);
+  return (batch) => {
+    counters?.messages.inc(batch.count);
+    for (let i = 0; i < batch.count; i++) {
+      const message = batch.message(i);
+      counters?.bytes.inc(message.length);
+      journal.append(name, message, 0, message.length);
     }
-    if (name === "syslog" || name === "tcp") {
-      throw new ConfigError(`--file '${value}': the stream name '${name}' is reserved`);
-    }
-    if (name.length > 200) throw new ConfigError(`--file '${value}': NAME is too long`);
-    if (seen.has(name)) throw new ConfigError(`--file '${value}': stream '${name}' given twice`);
-    seen.add(name);
-    return { path, name };
-  });
+  };
 }
 
-function defaultFileState(): string {
-  const base = Deno.env.get("XDG_STATE_HOME") || `${Deno.env.get("HOME") ?? "."}/.local/state`;
-  return `${base}/reclog/files.json`;
-}
-
+/**
+ * Runs `listen`; a bind error becomes a one-line ConfigError naming the flag:
+ * "--listen '127.0.0.1:P': address already in use".
+ */
 async function bind<T>(listen: () => Promise<T>, flag: string, value: string): Promise<T> {
   try {
     return await listen();
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
-      throw new ConfigError(`${flag} '${value}': address already in use`);
-    }
-    if (
-      error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL" ||
-      error instanceof Deno.errors.PermissionDenied || code === "EACCES"
-    ) {
-      throw new ConfigError(`${flag} '${value}': cannot bind (${(error as Error).message})`);
-    }
-    if (error instanceof Error && /failed to lookup address/i.test(error.message)) {
+    const reason = describeNetError(error);
+    if (reason === "address already in use") throw new ConfigError(`${flag} '${value}': ${reason}`);
+    if (reason === "host name not found") {
       throw new ConfigError(`${flag} '${value}': cannot resolve the host name`);
+    }
+    if (reason === "permission denied" || reason === "address not available on this machine") {
+      throw new ConfigError(`${flag} '${value}': cannot bind (${(error as Error).message})`);
     }
     throw error;
   }

@@ -1,15 +1,22 @@
 /**
- * Appends whole lines to a file in batches (many lines per `write`), from any
- * number of producers, with back-pressure: `write()` says when the queue is
- * full and `ready` resolves when there is room again. Lines are never
- * interleaved: each line, with its prefix and newline, is written whole.
+ * The socat-mode line file (`reclog listen --file`): a {@linkcode Sink} that
+ * appends each message of a batch as a line, with an optional `TIME PEER `
+ * prefix, gathering the batches of any number of producers into few `write`
+ * system calls. Lines are never interleaved: each line, with its prefix and
+ * newline, is written whole. `write` resolves once its lines are in the file
+ * (written, not fsynced), so a producer that awaits it is held back while
+ * the disk is slower than the senders.
  *
  * @module
  */
 
+import type { MessageBatch, Sink, WriteReport } from "../batch.ts";
+import { ALL_TAKEN } from "../batch.ts";
+import type { PeerBatch } from "../sources/batches.ts";
 import { describeFsError } from "../util/errors.ts";
 
 const NEWLINE = 0x0a;
+const encoder = new TextEncoder();
 
 /** Options for {@linkcode FileSink.open}. */
 export interface FileSinkOptions {
@@ -19,18 +26,23 @@ export interface FileSinkOptions {
    */
   mode?: number;
   /**
-   * Queued bytes above which `write()` returns false; producers should then
-   * wait for `ready` (which resolves once half of it is written).
-   * @default {4194304}
+   * Prefix each line with the RFC 3339 time it was handed to the sink.
+   * @default {false}
    */
-  highWaterMark?: number;
+  timestamp?: boolean;
+  /**
+   * Prefix each line with the batch's sender (`HOST:PORT`, the `peer` of a
+   * {@linkcode PeerBatch}; `unknown` if it has none).
+   * @default {false}
+   */
+  peer?: boolean;
   /**
    * Bytes gathered into one `write` system call, at most (a single longer
    * line still goes in one call).
    * @default {262144}
    */
   batchBytes?: number;
-  /** Called once when a write fails; nothing more is written after that. */
+  /** Called once when a write fails; nothing more is written after that (writes reject). */
   onError?: (error: FileSinkError) => void;
 }
 
@@ -62,8 +74,10 @@ export class FileSinkError extends Error {
 
 interface Entry {
   prefix: Uint8Array | undefined;
-  lines: Uint8Array[];
+  batch: MessageBatch;
   bytes: number;
+  resolve: (report: WriteReport) => void;
+  reject: (error: FileSinkError) => void;
 }
 
 /**
@@ -72,24 +86,24 @@ interface Entry {
  * @example Append two lines
  * ```ts
  * import { FileSink } from "./line_file.ts";
+ * import { ListBatch } from "../sources/batches.ts";
  * await using sink = await FileSink.open("/tmp/out.log");
  * const encoder = new TextEncoder();
- * if (!sink.write([encoder.encode("one"), encoder.encode("two")])) await sink.ready;
- * await sink.flush();
+ * await sink.write(new ListBatch([encoder.encode("one"), encoder.encode("two")]));
  * ```
  */
-export class FileSink implements AsyncDisposable {
+export class FileSink implements Sink {
   /** The file's path. */
   readonly path: string;
   readonly #file: Deno.FsFile;
-  readonly #highWaterMark: number;
   readonly #batchBytes: number;
+  readonly #timestamp: boolean;
+  readonly #peer: boolean;
   readonly #onError: ((error: FileSinkError) => void) | undefined;
   #queue: Entry[] = [];
   #queuedBytes = 0;
   #queuedLines = 0;
   #pumping: Promise<void> | undefined;
-  #readyWaiters: Array<() => void> = [];
   #error: FileSinkError | undefined;
   #closing: Promise<void> | undefined;
   #linesWritten = 0;
@@ -99,7 +113,8 @@ export class FileSink implements AsyncDisposable {
   private constructor(path: string, file: Deno.FsFile, options: FileSinkOptions) {
     this.path = path;
     this.#file = file;
-    this.#highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024;
+    this.#timestamp = options.timestamp ?? false;
+    this.#peer = options.peer ?? false;
     this.#batchBytes = options.batchBytes ?? 256 * 1024;
     this.#onError = options.onError;
   }
@@ -111,7 +126,7 @@ export class FileSink implements AsyncDisposable {
    * @example Open a sink
    * ```ts
    * import { FileSink } from "./line_file.ts";
-   * const sink = await FileSink.open("/tmp/out.log", { highWaterMark: 1 << 20 });
+   * const sink = await FileSink.open("/tmp/out.log", { timestamp: true });
    * await sink.close();
    * ```
    */
@@ -128,6 +143,11 @@ export class FileSink implements AsyncDisposable {
       throw error;
     }
     return new FileSink(path, file, options);
+  }
+
+  /** What it writes to: `file:PATH`. */
+  get description(): string {
+    return `file:${this.path}`;
   }
 
   /** The write error, once one happened. */
@@ -156,36 +176,29 @@ export class FileSink implements AsyncDisposable {
   }
 
   /**
-   * Resolves when the queue is below half the high-water mark (or the sink
-   * failed or closed: check `error`).
+   * Queues the batch's messages as lines (`prefix + message + "\n"`);
+   * resolves once they are written, taking all of them. The batch is read
+   * until then. Rejects with the {@linkcode FileSinkError} once a write
+   * failed, or after close (the lines are counted as lost).
    */
-  get ready(): Promise<void> {
-    if (this.#queuedBytes <= this.#highWaterMark / 2 || this.#error || this.#closing) {
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#readyWaiters.push(resolve));
-  }
-
-  /**
-   * Queues lines (without their newline), each written as `prefix + line +
-   * "\n"`. The arrays are kept until written: do not change them. Returns
-   * false when the queue is above the high-water mark, or the sink failed or
-   * closed (then the lines are counted as lost).
-   */
-  write(lines: Uint8Array[], prefix?: Uint8Array): boolean {
+  write(batch: MessageBatch): Promise<WriteReport> {
     if (this.#error || this.#closing) {
-      this.#linesLostAfterError += lines.length;
-      return false;
+      this.#linesLostAfterError += batch.count;
+      return Promise.reject(
+        this.#error ?? new FileSinkError(this.path, "the sink is closed", batch.count),
+      );
     }
-    if (lines.length === 0) return this.#queuedBytes <= this.#highWaterMark;
+    if (batch.count === 0) return Promise.resolve(ALL_TAKEN);
+    const prefix = this.#prefix(batch as PeerBatch);
     let bytes = 0;
-    for (const line of lines) bytes += line.length + 1;
-    if (prefix) bytes += prefix.length * lines.length;
-    this.#queue.push({ prefix, lines, bytes });
-    this.#queuedBytes += bytes;
-    this.#queuedLines += lines.length;
-    this.#startPump();
-    return this.#queuedBytes <= this.#highWaterMark;
+    for (let i = 0; i < batch.count; i++) bytes += batch.message(i).length + 1;
+    if (prefix) bytes += prefix.length * batch.count;
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ prefix, batch, bytes, resolve, reject });
+      this.#queuedBytes += bytes;
+      this.#queuedLines += batch.count;
+      this.#startPump();
+    });
   }
 
   /** Resolves once everything queued is written; rejects with the write error. */
@@ -200,7 +213,6 @@ export class FileSink implements AsyncDisposable {
       try {
         while (this.#pumping) await this.#pumping;
       } finally {
-        this.#wakeReady();
         try {
           this.#file.close();
         } catch {
@@ -240,8 +252,9 @@ export class FileSink implements AsyncDisposable {
       const batch = new Uint8Array(size);
       let offset = 0;
       let lines = 0;
-      for (const { prefix, lines: group } of entries) {
-        for (const line of group) {
+      for (const { prefix, batch: group } of entries) {
+        for (let i = 0; i < group.count; i++) {
+          const line = group.message(i);
           if (prefix) {
             batch.set(prefix, offset);
             offset += prefix.length;
@@ -250,37 +263,39 @@ export class FileSink implements AsyncDisposable {
           offset += line.length;
           batch[offset++] = NEWLINE;
         }
-        lines += group.length;
+        lines += group.count;
       }
       try {
         for (let done = 0; done < batch.length;) {
           done += await this.#file.write(batch.subarray(done));
         }
       } catch (error) {
-        this.#fail(error);
+        this.#fail(error, entries);
         return;
       }
       this.#linesWritten += lines;
       this.#bytesWritten += size;
       this.#queuedBytes -= size;
       this.#queuedLines -= lines;
-      if (this.#queuedBytes <= this.#highWaterMark / 2) this.#wakeReady();
+      for (const entry of entries) entry.resolve(ALL_TAKEN);
     }
   }
 
-  #fail(error: unknown): void {
+  #prefix(batch: PeerBatch): Uint8Array | undefined {
+    if (!this.#timestamp && !this.#peer) return undefined;
+    const time = this.#timestamp ? `${new Date().toISOString()} ` : "";
+    return encoder.encode(`${time}${this.#peer ? `${batch.peer ?? "unknown"} ` : ""}`);
+  }
+
+  #fail(error: unknown, failed: Entry[]): void {
     // The failed batch may be partly written; all of it counts as lost.
-    this.#error = new FileSinkError(this.path, describeFsError(error), this.#queuedLines);
+    const lost = new FileSinkError(this.path, describeFsError(error), this.#queuedLines);
+    this.#error = lost;
+    const entries = [...failed, ...this.#queue];
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#queuedLines = 0;
-    this.#wakeReady();
-    this.#onError?.(this.#error);
-  }
-
-  #wakeReady(): void {
-    const waiters = this.#readyWaiters;
-    this.#readyWaiters = [];
-    for (const wake of waiters) wake();
+    this.#onError?.(lost);
+    for (const entry of entries) entry.reject(lost);
   }
 }

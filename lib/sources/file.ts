@@ -16,7 +16,9 @@
  * @module
  */
 
-import { describeFsError } from "../util/errors.ts";
+import type { BatchHandler, Source } from "../batch.ts";
+import { RangeBatch } from "../batch.ts";
+import { describeFsError, errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 
 /** Where a file was read to. */
@@ -35,10 +37,19 @@ export interface FileTailOptions {
   path: string;
   /** The stream's name, for log lines. */
   name: string;
-  /** Receives a run of bytes (valid only during the call). */
-  onData(buf: Uint8Array, start: number, end: number): void;
-  /** Called when the file was rotated, after its last bytes. */
-  onRotated(): void;
+  /**
+   * Receives the whole lines of each read (and a partial last line before a
+   * rotation, or a piece of a line longer than `maxChunk`) as one batch, in
+   * place (valid until the call, or its promise, settles; reading waits).
+   */
+  onBatch: BatchHandler;
+  /**
+   * Called when the file was rotated, after its last bytes.
+   * @default {undefined}
+   */
+  onRotated?: () => void;
+  /** Stops following when aborted. */
+  signal?: AbortSignal;
   /** Continue from here (a checkpoint from an earlier run). */
   from?: FilePosition;
   /**
@@ -106,15 +117,16 @@ const LF = 0x0a;
  * await using tail = new FileTail({
  *   path: "/var/log/syslog",
  *   name: "syslog-file",
- *   onData: (buf, start, end) => console.log(end - start, "bytes"),
+ *   onBatch: (batch) => console.log(batch.count, "lines"),
  *   onRotated: () => console.log("rotated"),
  * });
- * await tail.start();
+ * await tail.listen();
  * ```
  */
-export class FileTail implements AsyncDisposable {
+export class FileTail implements Source {
   readonly #options: FileTailOptions;
   readonly #buf: Uint8Array;
+  readonly #batch = new RangeBatch(256);
   #pending = 0;
   #open: Open | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -131,7 +143,7 @@ export class FileTail implements AsyncDisposable {
 
   /**
    * Makes a tail with a `maxChunk`-byte buffer; nothing is opened until
-   * {@linkcode FileTail.start}.
+   * {@linkcode FileTail.listen}.
    */
   constructor(options: FileTailOptions) {
     this.#options = options;
@@ -152,18 +164,33 @@ export class FileTail implements AsyncDisposable {
     return open && { dev: open.dev, ino: open.ino, offset: open.read - this.#pending };
   }
 
-  /** Opens the file (or waits for it) and starts following it. */
-  async start(): Promise<void> {
+  /** What it reads: `file:PATH`. */
+  get description(): string {
+    return `file:${this.#options.path}`;
+  }
+
+  /**
+   * Opens the file (or, if it does not exist yet, starts waiting for it) and
+   * starts following it; resolves once open (with undefined: no address).
+   */
+  async listen(): Promise<undefined> {
     await this.#resume();
     if (this.#open) this.#seen.add(key(this.#open));
+    const signal = this.#options.signal;
+    if (signal?.aborted) queueMicrotask(() => void this.close());
+    signal?.addEventListener("abort", () => this.close(), { once: true });
     this.#schedule();
+    return undefined;
   }
 
   #schedule(): void {
     if (this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#running = this.#poll().catch((error) => {
-        log("file").error("{name}: {error}", { name: this.#options.name, error: String(error) });
+        log("file").error("{name}: {error}", {
+          name: this.#options.name,
+          error: errorMessage(error),
+        });
       }).finally(() => this.#schedule());
     }, this.#options.intervalMs ?? 100);
   }
@@ -304,7 +331,7 @@ export class FileTail implements AsyncDisposable {
       this.#seen.add(key(this.#open));
       await this.#drain(true);
       this.#open.file.close();
-      this.#options.onRotated();
+      this.#options.onRotated?.();
     }
   }
 
@@ -325,7 +352,7 @@ export class FileTail implements AsyncDisposable {
       // the file starts again at 0. Checked before reading, so that new
       // bytes are not taken for the old file's continuation.
       await this.#flushPending();
-      this.#options.onRotated();
+      this.#options.onRotated?.();
       log("file").info("{name}: {path} was truncated (copytruncate); reading it from 0", {
         name,
         path,
@@ -389,16 +416,20 @@ export class FileTail implements AsyncDisposable {
         this.#pending = total;
         if (total === buf.length) {
           // A line longer than a message: hand on a piece, never drop it.
-          this.#options.onData(buf, 0, total);
+          await this.#hand(0, total);
           this.#pending = 0;
         }
         continue;
       }
+      const batch = this.#batch;
+      batch.reset(buf);
       let start = 0;
       for (let lf = buf.indexOf(LF); lf >= 0 && lf <= lastLf; lf = buf.indexOf(LF, start)) {
-        this.#options.onData(buf, start, lf + 1);
+        batch.push(start, lf + 1);
         start = lf + 1;
       }
+      const done = this.#options.onBatch(batch);
+      if (done) await done;
       buf.copyWithin(0, start, total);
       this.#pending = total - start;
     }
@@ -406,9 +437,16 @@ export class FileTail implements AsyncDisposable {
   }
 
   async #flushPending(): Promise<void> {
-    if (this.#pending > 0) this.#options.onData(this.#buf, 0, this.#pending);
+    if (this.#pending > 0) await this.#hand(0, this.#pending);
     this.#pending = 0;
-    await Promise.resolve();
+  }
+
+  /** Hands on `buf[start, end)` alone. */
+  async #hand(start: number, end: number): Promise<void> {
+    this.#batch.reset(this.#buf);
+    this.#batch.push(start, end);
+    const done = this.#options.onBatch(this.#batch);
+    if (done) await done;
   }
 
   /** Stops following; safe to call twice. */
@@ -417,7 +455,11 @@ export class FileTail implements AsyncDisposable {
     this.#closed = true;
     clearTimeout(this.#timer);
     await this.#running;
-    this.#open?.file.close(); // #open stays: position() still tells where it stopped
+    try {
+      this.#open?.file.close(); // #open stays: position() still tells where it stopped
+    } catch {
+      // closed already (a rotation in progress closed it)
+    }
   }
 
   /** Stops following, like {@linkcode FileTail.close}. */

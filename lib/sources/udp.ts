@@ -1,11 +1,17 @@
 /**
- * Syslog over UDP: one datagram, one message, bytes kept as they came.
- * Datagrams are received into one reused buffer and handed on in place.
+ * UDP inputs: syslog (one datagram, one message, bytes kept as they came;
+ * `serve --syslog-in udp://`), or lines (one datagram, one or more lines,
+ * each batch from one sender; `listen --udp`). Datagrams are received into
+ * reused buffers and handed on in place: a batch per `recvmmsg` burst.
  *
  * @module
  */
 
-import type { MessageCallback } from "../framing/syslog.ts";
+import type { BatchHandler, Source } from "../batch.ts";
+import { formatPeer, ListBatch, PeerRangeBatch } from "./batches.ts";
+import { DEFAULT_MAX_LINE, LineSplitter } from "../framing/lines.ts";
+import { formatHostPort } from "../util/address.ts";
+import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 import { enlargeReceiveBuffer } from "../ffi/socket_tuning.ts";
 import { findUdpSocket, libc } from "../ffi/libc.ts";
@@ -17,8 +23,24 @@ export interface UdpSourceOptions {
   host: string;
   /** Port to bind; 0 picks a free one. */
   port: number;
-  /** Receives each datagram (valid only during the call). */
-  onMessage: MessageCallback;
+  /**
+   * Receives each batch (views valid until the call, or its promise, settles):
+   * raw, a batch per burst, one message a datagram; lines, a batch per
+   * datagram with its sender in `peer` ({@linkcode PeerBatch}).
+   */
+  onBatch: BatchHandler;
+  /**
+   * `raw`: a datagram is a message. `lines`: a datagram holds lines (LF or
+   * CR LF; over-long ones split), and each batch carries its sender (no
+   * batched receive: `recvmmsg` here does not report senders).
+   * @default {"raw"}
+   */
+  framing?: "raw" | "lines";
+  /**
+   * Longest line with `lines` framing; longer lines are split.
+   * @default {65536}
+   */
+  maxLength?: number;
   /**
    * Kernel receive buffer to ask for (SO_RCVBUF), so bursts are not dropped;
    * 0 leaves the system default.
@@ -37,6 +59,8 @@ export interface UdpSourceOptions {
 }
 
 const MAX_DATAGRAM = 65_535;
+/** Thrown (not an Error: no stack to capture) to leave `drain()` after a full call. */
+const FULL_CALL = Object.freeze({ fullCall: true });
 
 /**
  * A UDP syslog input.
@@ -47,12 +71,12 @@ const MAX_DATAGRAM = 65_535;
  * await using source = new UdpSource({
  *   host: "127.0.0.1",
  *   port: 0,
- *   onMessage: (buf, start, end) => console.log(end - start, "bytes"),
+ *   onBatch: (batch) => console.log(batch.count, "datagrams"),
  * });
  * const address = await source.listen();
  * ```
  */
-export class UdpSource implements AsyncDisposable {
+export class UdpSource implements Source {
   readonly #options: UdpSourceOptions;
   #conn: Deno.DatagramConn | undefined;
   #loop: Promise<void> | undefined;
@@ -70,6 +94,13 @@ export class UdpSource implements AsyncDisposable {
     this.#options = options;
   }
 
+  /** What it reads: `udp://HOST:PORT` (the bound port once listening). */
+  get description(): string {
+    const addr = this.#conn?.addr as Deno.NetAddr | undefined;
+    const host = addr?.hostname ?? this.#options.host;
+    return `udp://${formatHostPort({ host, port: addr?.port ?? this.#options.port })}`;
+  }
+
   /** Binds and starts receiving; resolves with the bound address. */
   listen(): Promise<Deno.NetAddr> {
     const { host, port, signal } = this.#options;
@@ -78,10 +109,11 @@ export class UdpSource implements AsyncDisposable {
     const where = addr.hostname.includes(":")
       ? `[${addr.hostname}]:${addr.port}`
       : `${addr.hostname}:${addr.port}`;
+    const lines = this.#options.framing === "lines";
     const lib = libc();
     // This socket's own descriptor: matched by family, address and port.
     this.#fd = lib ? findUdpSocket(lib, addr) : -1;
-    if (lib && this.#fd >= 0 && this.#options.batch !== false) {
+    if (lib && this.#fd >= 0 && this.#options.batch !== false && !lines) {
       // Deno wakes us for the first datagram of a burst; recvmmsg takes the rest.
       try {
         this.#batch = new DatagramBatch(lib, this.#fd, { count: 64, slotBytes: 65536 });
@@ -108,8 +140,9 @@ export class UdpSource implements AsyncDisposable {
         });
       }
     }
+    if (signal?.aborted) queueMicrotask(() => void this.close());
     signal?.addEventListener("abort", () => this.close(), { once: true });
-    this.#loop = this.#receive(this.#conn, where);
+    this.#loop = lines ? this.#receiveLines(this.#conn, where) : this.#receive(this.#conn, where);
     return Promise.resolve(addr);
   }
 
@@ -132,37 +165,98 @@ export class UdpSource implements AsyncDisposable {
   }
 
   /**
-   * Receives until closed. Never rejects: an error (of the socket, or thrown
-   * by `onMessage`) is logged and closes this one input.
+   * Receives until closed: the datagram Deno's `receive()` woke us with is
+   * one batch, the rest of the burst (`recvmmsg`) another. Never rejects: an
+   * error (of the socket, or of `onBatch`) is logged and closes this input.
    */
   async #receive(conn: Deno.DatagramConn, where: string): Promise<void> {
     const buf = new Uint8Array(MAX_DATAGRAM);
-    const onMessage = this.#options.onMessage;
+    const onBatch = this.#options.onBatch;
+    const single = new PeerRangeBatch(1);
+    const burst = new PeerRangeBatch(64);
+    const perCall = this.#batch?.count ?? 64;
+    // Hands on a full recvmmsg call before drain() calls again (which would
+    // overwrite its buffer): drain is left by throwing, and called again.
+    const collect = (b: Uint8Array, start: number, end: number) => {
+      if (burst.count === 0) burst.reset(b);
+      burst.push(start, end);
+      if (burst.count === perCall) throw FULL_CALL;
+    };
     try {
       while (true) {
         const [data] = await conn.receive(buf);
         this.received++;
         this.singleReceives++;
-        onMessage(data, 0, data.length);
-        if (this.#batch) this.received += this.#batch.drain(onMessage);
+        single.reset(data);
+        single.push(0, data.length);
+        const first = onBatch(single);
+        if (first) await first;
+        for (let full = this.#batch !== undefined; full;) {
+          full = false;
+          burst.reset(buf);
+          try {
+            this.#batch!.drain(collect);
+          } catch (error) {
+            if (error !== FULL_CALL) throw error;
+            full = true;
+          }
+          if (burst.count === 0) break;
+          this.received += burst.count;
+          const rest = onBatch(burst);
+          if (rest) await rest;
+        }
       }
     } catch (error) {
-      if (this.#closed) return;
-      this.#closed = true;
-      log("input").error("UDP {where}: input stopped: {error}", { where, error: String(error) });
-      try {
-        conn.close();
-      } catch {
-        // already closed
+      this.#stopped(conn, where, error);
+    }
+  }
+
+  /** Receives lines until closed: a batch per datagram, with its sender. */
+  async #receiveLines(conn: Deno.DatagramConn, where: string): Promise<void> {
+    const buf = new Uint8Array(MAX_DATAGRAM);
+    const splitter = new LineSplitter({ maxLine: this.#options.maxLength ?? DEFAULT_MAX_LINE });
+    const batch = new ListBatch();
+    try {
+      while (true) {
+        const [data, from] = await conn.receive(buf);
+        this.received++;
+        this.singleReceives++;
+        const lines = [...splitter.push(data), ...splitter.flush()];
+        if (lines.length === 0) continue;
+        batch.messages = lines;
+        batch.peer = formatPeer(from as Deno.NetAddr);
+        const done = this.#options.onBatch(batch);
+        if (done) await done;
       }
+    } catch (error) {
+      this.#stopped(conn, where, error);
+    }
+  }
+
+  #stopped(conn: Deno.DatagramConn, where: string, error: unknown): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    log("input").error("UDP {where}: input stopped: {error}", {
+      where,
+      error: errorMessage(error),
+    });
+    try {
+      conn.close();
+    } catch {
+      // already closed
     }
   }
 
   /** Stops receiving; safe to call twice. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#conn?.close();
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.#conn?.close();
+      } catch {
+        // already closed
+      }
+    }
     await this.#loop;
   }
 
