@@ -18,13 +18,8 @@ import {
   messageFrameSize,
   ProtocolError,
 } from "../lib/protocol/frame.ts";
-import {
-  acceptSequence,
-  expectedAfterLost,
-  MAX_EPOCH_LENGTH,
-  parseLostReport,
-  parseServerHello,
-} from "../lib/transport/pull_client.ts";
+import { MAX_EPOCH_LENGTH, parseLostReport, parseServerHello } from "../lib/protocol/messages.ts";
+import { acceptSequence, expectedAfterLost } from "../lib/protocol/stream_rules.ts";
 
 const RUNS = { numRuns: 300 };
 const MAX_FRAME = 4096;

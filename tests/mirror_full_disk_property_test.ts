@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encodeMessage, FrameType, messageFrameSize } from "../lib/protocol/frame.ts";
 import { MirrorSink } from "../lib/sinks/mirror.ts";
+import { FrameBatch } from "../lib/protocol/frame_batch.ts";
 import { runProgram, tempDir } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -25,7 +26,12 @@ interface Entry {
   data: Uint8Array;
 }
 
-function encode(entries: Entry[]): Uint8Array {
+/** The entries as pull hands them to its sink: a batch over their frames. */
+function encode(entries: Entry[]): FrameBatch {
+  return new FrameBatch(encodeFrames(entries));
+}
+
+function encodeFrames(entries: Entry[]): Uint8Array {
   let size = 0;
   for (const e of entries) size += messageFrameSize(e.stream.length, e.data.length);
   const buf = new Uint8Array(size);

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import tls from "node:tls";
 import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
 import { PullClient, type PullClientOptions } from "../lib/transport/pull_client.ts";
-import { openSink } from "../lib/sinks/sink.ts";
+import { openSink } from "../lib/sinks/open.ts";
 import { loadTlsMaterial } from "../lib/tls/policy.ts";
 import type { TLSSocket } from "node:tls";
 import {

@@ -22,7 +22,7 @@ import { log } from "../util/log.ts";
 import { PullClient } from "../transport/pull_client.ts";
 import { ResumeState } from "../state/resume_state.ts";
 import { shutdownSignal } from "../util/shutdown.ts";
-import { openSink } from "../sinks/sink.ts";
+import { openSink } from "../sinks/open.ts";
 import { MirrorSink } from "../sinks/mirror.ts";
 import { StatusFile } from "../ops/status_file.ts";
 import { loadTlsMaterial } from "../tls/policy.ts";
@@ -109,17 +109,11 @@ export async function run(args: string[]): Promise<number> {
   const statusPath = values["status-file"] ?? config.statusFile;
   const metricsAddress = values.metrics ?? config.metrics;
   const materials = await Promise.all(
-    upstreams.map((upstream) =>
-      loadTlsMaterial({ cert: upstream.cert, key: upstream.key, ca: upstream.ca }).catch(
-        (error) => {
-          if (error instanceof ConfigError && values.config) {
-            throw new ConfigError(
-              `--config '${values.config}', upstream '${upstream.name}': ${error.message}`,
-            );
-          }
-          throw error;
-        },
-      )
+    upstreams.map(({ cert, key, ca, name }) =>
+      loadTlsMaterial({ cert, key, ca }).catch((error) => {
+        if (!(error instanceof ConfigError) || !values.config) throw error;
+        throw new ConfigError(`--config '${values.config}', upstream '${name}': ${error.message}`);
+      })
     ),
   );
 
@@ -133,10 +127,9 @@ export async function run(args: string[]): Promise<number> {
     const sink = stack.use(
       upstream.mirror ? new MirrorSink(upstream.mirror) : openSink(upstream.endpoint),
     );
-    if (upstream.state) {
-      await prepareDir("--state", dirname(upstream.state) || ".", upstream.state);
-    }
-    const state = upstream.state ? stack.use(await ResumeState.open(upstream.state)) : undefined;
+    const path = upstream.state;
+    if (path) await prepareDir("--state", dirname(path) || ".", path);
+    const state = path ? stack.use(await ResumeState.open(path)) : undefined;
     log("pull").info("pulling from {server} into {sink}{resume}", {
       server: upstream.name,
       sink: sink.description,
@@ -169,16 +162,11 @@ export async function run(args: string[]): Promise<number> {
 }
 
 /** One server to pull from, and where its messages go. */
-interface Upstream {
+interface Upstream extends Pick<UpstreamFields, "cert" | "key" | "ca" | "mirror" | "state"> {
   name: string;
   server: HostPort;
   serverName: string;
-  cert: string;
-  key: string;
-  ca: string;
   endpoint: Endpoint;
-  mirror?: string;
-  state?: string;
 }
 
 type Values = ReturnType<typeof parseRoleArgs<typeof OPTIONS>>["values"];
@@ -208,18 +196,12 @@ function upstreamFromFlags(values: Values): Upstream {
 }
 
 /** The fields of one upstream, from flags or a config file. */
-interface UpstreamFields {
-  name?: string;
-  server: string;
-  cert: string;
-  key: string;
-  ca: string;
-  serverName?: string;
-  to?: string;
-  mirror?: string;
-  state?: string;
-  live?: boolean;
-}
+type UpstreamFields =
+  & {
+    [K in keyof typeof UPSTREAM_FIELDS]?: (typeof UPSTREAM_FIELDS)[K] extends "boolean" ? boolean
+      : string;
+  }
+  & { server: string; cert: string; key: string; ca: string };
 
 function upstream(fields: UpstreamFields, flag: (field: string) => string): Upstream {
   if (fields.live && fields.state) {
@@ -242,7 +224,7 @@ function upstream(fields: UpstreamFields, flag: (field: string) => string): Upst
   };
 }
 
-const UPSTREAM_FIELDS: Record<string, "string" | "boolean"> = {
+const UPSTREAM_FIELDS = {
   name: "string",
   server: "string",
   cert: "string",
@@ -253,16 +235,14 @@ const UPSTREAM_FIELDS: Record<string, "string" | "boolean"> = {
   mirror: "string",
   state: "string",
   live: "boolean",
-};
+} as const;
 
 /** Reads `--config FILE` (see the README for its shape). */
 async function readConfig(path: string, values: Values): Promise<PullConfig> {
-  for (
-    const flag of ["server", "cert", "key", "ca", "to", "mirror", "state", "server-name"] as const
-  ) {
-    if (values[flag] !== undefined) {
-      throw new ConfigError(`--config and --${flag} exclude each other (put it in the file)`);
-    }
+  const flags = ["server", "cert", "key", "ca", "to", "mirror", "state", "server-name"] as const;
+  const clash = flags.find((flag) => values[flag] !== undefined);
+  if (clash) {
+    throw new ConfigError(`--config and --${clash} exclude each other (put it in the file)`);
   }
   const where = `--config '${path}'`;
   let config: unknown;
@@ -294,13 +274,12 @@ async function readConfig(path: string, values: Values): Promise<PullConfig> {
   const names = new Set<string>();
   const parsed = upstreams.map((entry, i) => {
     const at = `${where}, upstreams[${i}]`;
-    if (typeof entry !== "object" || entry === null) {
-      throw new ConfigError(`${at}: expected an object`);
-    }
+    if (!entry || typeof entry !== "object") throw new ConfigError(`${at}: expected an object`);
     for (const [key, value] of Object.entries(entry)) {
-      const type = UPSTREAM_FIELDS[key];
+      const type = (UPSTREAM_FIELDS as Record<string, string>)[key];
+      const actual: string = typeof value;
       if (!type) throw new ConfigError(`${at}: unknown key "${key}"`);
-      if (typeOf(value) !== type) throw new ConfigError(`${at}: "${key}" must be a ${type}`);
+      if (actual !== type) throw new ConfigError(`${at}: "${key}" must be a ${type}`);
     }
     for (const key of ["server", "cert", "key", "ca"]) {
       if (!(key in entry)) throw new ConfigError(`${at}: "${key}" is required`);
@@ -314,12 +293,7 @@ async function readConfig(path: string, values: Values): Promise<PullConfig> {
 }
 
 function defaultStatePath(server: { host: string; port: number }): string {
-  const base = Deno.env.get("XDG_STATE_HOME") ||
-    `${Deno.env.get("HOME") ?? "."}/.local/state`;
+  const base = Deno.env.get("XDG_STATE_HOME") || `${Deno.env.get("HOME") ?? "."}/.local/state`;
   const name = `${server.host}_${server.port}`.replace(/[^A-Za-z0-9._-]/g, "_");
   return `${base}/reclog/${name}.state`;
-}
-
-function typeOf(value: unknown): string {
-  return typeof value;
 }

@@ -9,6 +9,11 @@
  *
  * One write per stream per batch; a write that fails rejects, so `pull`
  * keeps its resume point and retries later instead of losing anything.
+ * Each message's stream, sequence number and time come from the batch
+ * (`stream()`, `seq()`, `time()`; a message without a stream goes to
+ * `syslog`, one without a sequence number, such as `pull`'s loss notice, is
+ * never skipped); rotations come from a batch that lists them (a
+ * {@linkcode RotatingBatch}, as `pull`'s `FrameBatch`).
  *
  * Exactly once: `DIR/.reclog-mirror.json` records, after every batch and
  * before `write` resolves, each stream's last sequence number written and
@@ -22,10 +27,16 @@
  * @module
  */
 
-import { describeFsError } from "../util/errors.ts";
-import { FrameReader, FrameType } from "../protocol/frame.ts";
-import type { Sink } from "./sink.ts";
+import { describeFsError, errorMessage } from "../util/errors.ts";
+import { ALL_TAKEN, type MessageBatch, type Sink, type WriteReport } from "../batch.ts";
+import type { Rotation } from "../protocol/frame_batch.ts";
 import { writeFileAtomic } from "../state/atomic_file.ts";
+
+/** A batch that also lists rotations of file streams, between its messages. */
+export interface RotatingBatch extends MessageBatch {
+  /** In order; each before the message at index `before`. */
+  readonly rotations?: readonly Rotation[];
+}
 
 /** Streams that carry messages (a line each) rather than raw file bytes. */
 const MESSAGE_STREAMS = new Set(["syslog", "tcp"]);
@@ -162,24 +173,27 @@ export class MirrorSink implements Sink {
     return record !== undefined && record.epoch === this.#epoch && seq <= record.seq;
   }
 
-  async write(frames: Uint8Array): Promise<void> {
+  /** Appends each message to its stream's file; resolves once the sidecar records them. */
+  async write(batch: RotatingBatch): Promise<WriteReport> {
     const written = await this.#load();
     try {
-      const frame = new FrameReader(frames);
-      while (frame.next()) {
-        if (frame.type === FrameType.Rotated) {
-          const name = safeName(frame.stream());
-          if (this.#done(written, name, frame.seq)) continue;
+      const rotations = batch.rotations ?? [];
+      let r = 0;
+      for (let i = 0; i <= batch.count; i++) {
+        for (; r < rotations.length && rotations[r]!.before <= i; r++) {
+          const { stream, seq, time } = rotations[r]!;
+          const name = safeName(stream);
+          if (this.#done(written, name, seq)) continue;
           await this.#flush(name);
-          await this.#rotate(written, name, frame.seq, frame.time);
-          continue;
+          await this.#rotate(written, name, seq, time);
         }
-        if (frame.type !== FrameType.Message) continue;
-        const stream = frame.stream();
+        if (i === batch.count) break;
+        const stream = batch.stream?.(i) ?? "syslog";
         const newline = MESSAGE_STREAMS.has(stream) ? 1 : 0;
         const name = safeName(stream);
-        if (frame.seq > 0 && this.#done(written, name, frame.seq)) continue;
-        this.#add(name, frame.buf, frame.dataStart, frame.end, newline, frame.seq);
+        const seq = batch.seq?.(i) ?? 0;
+        if (seq > 0 && this.#done(written, name, seq)) continue;
+        this.#add(name, batch.message(i), newline, seq);
       }
       // Every stream gets its chance: one that fails does not hold back the others.
       let failure: unknown;
@@ -198,6 +212,7 @@ export class MirrorSink implements Sink {
         }
       }
       if (failure !== undefined) throw failure;
+      return ALL_TAKEN;
     } finally {
       // Nothing gathered survives a batch: a retry gathers again what is not written.
       for (const out of this.#pending.values()) out.length = out.count = 0;
@@ -205,14 +220,7 @@ export class MirrorSink implements Sink {
   }
 
   /** Adds one message to the stream's pending bytes. */
-  #add(
-    name: string,
-    buf: Uint8Array,
-    start: number,
-    end: number,
-    newline: number,
-    seq: number,
-  ): void {
+  #add(name: string, message: Uint8Array, newline: number, seq: number): void {
     let out = this.#pending.get(name);
     if (!out) {
       out = {
@@ -224,7 +232,7 @@ export class MirrorSink implements Sink {
       };
       this.#pending.set(name, out);
     }
-    const size = end - start;
+    const size = message.length;
     if (out.length + size + newline > out.buf.length) {
       const grown = new Uint8Array(Math.max(out.length + size + newline, out.buf.length * 2));
       grown.set(out.buf.subarray(0, out.length));
@@ -238,7 +246,7 @@ export class MirrorSink implements Sink {
       seqs.set(out.seqs);
       out.seqs = seqs;
     }
-    out.buf.set(buf.subarray(start, end), out.length);
+    out.buf.set(message, out.length);
     out.length += size;
     if (newline) out.buf[out.length++] = 0x0a;
     out.ends[out.count] = out.length;
@@ -404,7 +412,7 @@ export class MirrorSink implements Sink {
       // Not recorded: the rotation is not done, and comes again with the retry.
       if (before) written[name] = before;
       else delete written[name];
-      throw new Error(`cannot rotate mirror file '${path}': ${errorText(error)}`);
+      throw new Error(`cannot rotate mirror file '${path}': ${errorMessage(error)}`);
     }
     await this.#completeRotation(written, name);
   }
@@ -453,10 +461,6 @@ async function exists(path: string): Promise<boolean> {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** A stream name as a file name: no slashes, no leading dot. */

@@ -6,31 +6,39 @@
  * @module
  */
 
-import tls from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { formatHostPort } from "../util/address.ts";
-import type { LostReport, ServerHello } from "./fanout_server.ts";
-export type { LostReport, ServerHello } from "./fanout_server.ts";
 import {
   DEFAULT_MAX_FRAME,
   encodeControl,
-  encodeMessage,
   FrameReader,
   FrameSplitter,
   FrameType,
   isEntry,
-  MESSAGE_HEADER_BYTES,
-  messageFrameSize,
   PROTOCOL_VERSION,
   ProtocolError,
 } from "../protocol/frame.ts";
+import { FrameBatch } from "../protocol/frame_batch.ts";
+import {
+  type LostReport,
+  parseLostReport,
+  parseServerHello,
+  type ServerHello,
+} from "../protocol/messages.ts";
+import { acceptSequence, expectedAfterLost } from "../protocol/stream_rules.ts";
+import { lossText, NoticeBatch } from "../protocol/loss_notice.ts";
+import { formatSeconds, frameTypeName, printable } from "../protocol/peer_text.ts";
+import type { MessageBatch, Sink, WriteReport } from "../batch.ts";
+import { SinkError } from "../batch.ts";
+import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 import { sleep } from "../util/sleep.ts";
 import type { ResumeState } from "../state/resume_state.ts";
-import type { Sink } from "../sinks/sink.ts";
 import type { StatusFile } from "../ops/status_file.ts";
 import type { Counter, Metrics } from "../ops/metrics.ts";
-import { clientTlsOptions, type TlsMaterial } from "../tls/policy.ts";
+import type { TlsMaterial } from "../tls/policy.ts";
+import { Backoff } from "./backoff.ts";
+import { connect, ConnectError } from "./connect.ts";
 
 /** Options for {@linkcode PullClient}. */
 export interface PullClientOptions {
@@ -42,8 +50,11 @@ export interface PullClientOptions {
   serverName: string;
   /** Certificate, key and CA. */
   material: TlsMaterial;
-  /** Where messages go. */
-  sink: Sink;
+  /**
+   * Where messages go (a {@linkcode FrameBatch} per run of entries); a sink
+   * with `begin` is told the server journal's epoch on each connection.
+   */
+  sink: Sink & { begin?(epoch: string): void };
   /** Resume point storage; without it the client starts at the live tail. */
   state?: ResumeState;
   /** Where problems are reported for monitoring. */
@@ -91,16 +102,13 @@ export interface PullClientOptions {
   signal?: AbortSignal;
 }
 
-const encoder = new TextEncoder();
-const SYSLOG_STREAM = encoder.encode("syslog");
-
 /**
  * A `pull` connection that never gives up.
  *
  * @example Pull into the local syslog
  * ```ts
  * import { PullClient } from "./pull_client.ts";
- * import { openSink } from "../sinks/sink.ts";
+ * import { openSink } from "../sinks/open.ts";
  * import { loadTlsMaterial } from "../tls/policy.ts";
  * const material = await loadTlsMaterial({ cert: "c.pem", key: "c.key", ca: "ca.pem" });
  * const controller = new AbortController();
@@ -121,14 +129,13 @@ export class PullClient {
   #socket: TLSSocket | undefined;
   #epoch: string | undefined;
   #lastTime = 0;
-  /** When the current connection got the server's hello (Date.now()). */
-  #streamingSince: number | undefined;
   #disconnectedSince: Date | undefined = new Date();
   readonly #counters: {
     messages?: Counter;
     bytes?: Counter;
     reconnects?: Counter;
     lost?: Counter;
+    refused?: Counter;
   } = {};
 
   /**
@@ -161,6 +168,11 @@ export class PullClient {
         "Messages the server reported lost",
         labels,
       );
+      this.#counters.refused = metrics.counter(
+        "reclog_pull_refused_messages_total",
+        "Messages the sink could not take (e.g. too large for a UDP datagram)",
+        labels,
+      );
       metrics.gauge(
         "reclog_pull_connected",
         "1 while streaming",
@@ -183,41 +195,39 @@ export class PullClient {
   /** Connects, streams and reconnects until the signal aborts. */
   async run(): Promise<void> {
     const { signal } = this.#options;
-    const minDelay = this.#options.minDelayMs ?? 1000;
-    const maxDelay = this.#options.maxDelayMs ?? 30_000;
+    const backoff = new Backoff({
+      minMs: this.#options.minDelayMs ?? 1000,
+      maxMs: this.#options.maxDelayMs ?? 30_000,
+      // A connection that stayed up (streaming) long enough resets the back-off.
+      resetAfterMs: this.#options.resetBackoffAfterMs ?? 10_000,
+    });
     const onAbort = () => this.#socket?.destroy();
     signal?.addEventListener("abort", onAbort, { once: true });
-    const resetAfter = this.#options.resetBackoffAfterMs ?? 10_000;
-    let attempt = 0;
     try {
       while (!signal?.aborted) {
         try {
-          await this.#session();
+          await this.#session(backoff);
         } catch (error) {
           if (signal?.aborted) break;
           log("pull").warn("{server}: {error}", {
             server: this.#server,
             error: describeError(error),
           });
+        } finally {
+          backoff.disconnected();
         }
         if (signal?.aborted) break;
-        // A connection that stayed up (streaming) long enough resets the back-off.
-        const since = this.#streamingSince;
-        this.#streamingSince = undefined;
-        if (since !== undefined && Date.now() - since >= resetAfter) attempt = 0;
         this.#disconnectedSince ??= new Date();
         this.#options.status?.set(
           `${this.#server} connection`,
           `disconnected from ${this.#server} since ${this.#disconnectedSince.toISOString()}`,
         );
-        const base = Math.min(maxDelay, minDelay * 2 ** attempt);
-        const delay = Math.round(base / 2 + Math.random() * base / 2);
-        attempt++;
+        const delay = backoff.next();
         this.#counters.reconnects?.inc();
         log("pull").info("{server}: reconnecting in {delay} ms (attempt {attempt})", {
           server: this.#server,
           delay,
-          attempt,
+          attempt: backoff.attempt,
         });
         await sleep(delay, signal);
       }
@@ -233,26 +243,29 @@ export class PullClient {
    * hands the sink the valid entries before the bad frame, sends `C` with
    * the reason, and rejects.
    */
-  async #session(): Promise<void> {
+  async #session(backoff: Backoff): Promise<void> {
     const options = this.#options;
-    const socket = tls.connect({
-      host: options.host,
-      port: options.port,
-      ...clientTlsOptions(options.material, options.serverName),
-    });
+    const helloMs = options.helloTimeoutMs ?? 10_000;
+    // The hello is due `helloMs` after connecting began, TLS handshake included.
+    const deadline = Date.now() + helloMs;
+    const socket = await connect(options, {
+      tls: options.material,
+      serverName: options.serverName,
+      timeoutMs: helloMs,
+      signal: options.signal,
+    }) as TLSSocket;
     this.#socket = socket;
     let hello: ServerHello | undefined;
     let lastReceived = Date.now();
     let lastSent = Date.now();
     const keepAliveMs = options.keepAliveMs ?? 30_000;
     const idleMs = options.idleTimeoutMs ?? 90_000;
-    const helloMs = options.helloTimeoutMs ?? 10_000;
     const helloTimer = setTimeout(() => {
       const error = new ProtocolError(
         `no hello from the server within ${formatSeconds(helloMs)} of connecting`,
       );
       closeWithReason(socket, error).then(() => socket.destroy(error));
-    }, helloMs);
+    }, Math.max(0, deadline - Date.now()));
     const timer = setInterval(() => {
       const now = Date.now();
       if (hello && now - lastReceived > idleMs) {
@@ -263,11 +276,6 @@ export class PullClient {
       }
     }, Math.min(keepAliveMs, 5000));
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("secureConnect", resolve);
-        socket.once("error", reject);
-        socket.once("close", () => reject(new Error("connection closed during the handshake")));
-      });
       const point = options.state?.point;
       socket.write(encodeControl(FrameType.Hello, {
         proto: "reclog",
@@ -286,18 +294,23 @@ export class PullClient {
       let expected = 0;
       let gapAllowed = false;
       socket.on("error", () => {}); // surfaced by the iterator below
+      const batch = new FrameBatch();
+      // The run of entries not yet handed on: from `runStart` in `batch`'s buffer.
+      let runStart = -1;
+      const deliver = async (end: number) => {
+        if (runStart < 0) return;
+        const bytes = end - runStart;
+        runStart = -1;
+        await this.#deliver(batch, bytes);
+      };
       for await (const chunk of socket as AsyncIterable<Uint8Array>) {
         lastReceived = Date.now();
         // Whole frames of the chunk; a run of entries goes to the sink in one write.
-        let whole: Uint8Array | undefined;
-        let runStart = -1;
-        let runSeq = 0;
-        let runTime = 0;
-        let runCount = 0;
+        const whole = splitter.push(chunk);
+        if (whole.length === 0) continue;
+        frame.reset(whole);
+        batch.reset(whole);
         try {
-          whole = splitter.push(chunk);
-          if (whole.length === 0) continue;
-          frame.reset(whole);
           while (frame.next()) {
             const type = frame.type;
             if (isEntry(type)) {
@@ -309,21 +322,16 @@ export class PullClient {
               expected = acceptSequence(expected, frame.seq, gapAllowed);
               gapAllowed = false;
               if (runStart < 0) runStart = frame.start;
-              runSeq = frame.seq;
-              runTime = frame.time;
-              runCount++;
+              batch.add(frame);
               continue;
             }
-            if (runStart >= 0) {
-              const run = whole.subarray(runStart, frame.start);
-              runStart = -1;
-              await this.#deliver(run, runSeq, runTime, runCount);
-              runCount = 0;
-            }
+            await deliver(frame.start);
+            batch.reset(whole);
             if (type === FrameType.Hello) {
               if (hello) throw new ProtocolError("a second hello from the server");
               hello = parseServerHello(frame.json<unknown>());
               this.#hello(hello);
+              backoff.connected();
               clearTimeout(helloTimer);
               expected = Math.max(1, hello.start);
             } else if (type === FrameType.Lost) {
@@ -343,21 +351,19 @@ export class PullClient {
                 reason: printable(frame.text(), 200),
               });
             } else if (type !== FrameType.KeepAlive) {
-              throw new ProtocolError(`unknown frame type ${describeType(type)}`);
+              throw new ProtocolError(`unknown frame type ${frameTypeName(type, true)}`);
             }
           }
         } catch (error) {
           // Entries before the bad frame are valid: hand them on first.
           if (error instanceof ProtocolError) {
-            if (whole && runStart >= 0) {
-              await this.#deliver(whole.subarray(runStart, frame.start), runSeq, runTime, runCount);
-            }
+            await deliver(frame.start);
             // Here, before leaving the loop: leaving it destroys the socket.
             await closeWithReason(socket, error);
           }
           throw error;
         }
-        if (runStart >= 0) await this.#deliver(whole.subarray(runStart), runSeq, runTime, runCount);
+        await deliver(whole.length);
       }
       if (!options.signal?.aborted) {
         log("pull").warn("{server}: connection closed", { server: this.#server });
@@ -380,7 +386,6 @@ export class PullClient {
     }
     this.#epoch = hello.epoch;
     this.#options.sink.begin?.(hello.epoch);
-    this.#streamingSince = Date.now();
     this.#disconnectedSince = undefined;
     this.#options.status?.set(`${this.#server} connection`, undefined);
     log("pull").info("connected to {server}, streaming from seq {start} ({behind} behind)", {
@@ -392,55 +397,73 @@ export class PullClient {
 
   /**
    * Hands a run of checked entries to the sink, then moves the resume point
-   * past its last entry (`seq`, received at `time`).
+   * past its last entry (or, when the sink failed part way, past what it
+   * says it took).
    */
-  async #deliver(frames: Uint8Array, seq: number, time: number, count: number): Promise<void> {
+  async #deliver(batch: FrameBatch, bytes: number): Promise<void> {
+    const rotations = batch.rotations;
+    const last = rotations.at(-1);
+    const lastIsRotation = last !== undefined && last.before === batch.count;
+    const seq = lastIsRotation ? last.seq : batch.seq(batch.count - 1);
+    const time = lastIsRotation ? last.time : batch.time(batch.count - 1);
     try {
-      await this.#options.sink.write(frames);
+      this.#refused(batch, await this.#options.sink.write(batch));
       this.#options.status?.set(`${this.#server} sink`, undefined);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
       this.#options.status?.set(
         `${this.#server} sink`,
-        `${this.#options.sink.description}: ${message}`,
+        `${this.#options.sink.description}: ${errorMessage(error)}`,
       );
+      if (error instanceof SinkError && error.taken > 0 && this.#epoch) {
+        const i = Math.min(error.taken, batch.count) - 1;
+        this.#advance(batch.seq(i), batch.time(i));
+      }
       throw error;
     }
+    this.#counters.messages?.inc(batch.count + rotations.length);
+    this.#counters.bytes?.inc(bytes);
+    this.#advance(seq, time);
+  }
+
+  /** The sink took everything up to the entry `seq`, received at `time`. */
+  #advance(seq: number, time: number): void {
     this.#lastTime = time;
-    this.#counters.messages?.inc(count);
-    this.#counters.bytes?.inc(frames.length);
     if (this.#epoch) {
       this.#options.state?.advance({ epoch: this.#epoch, next: seq + 1, lastTime: time });
     }
   }
 
+  /** Logs and counts what the sink refused (it will not be sent again). */
+  #refused(batch: MessageBatch, report: WriteReport): void {
+    if (report.refused.length === 0) return;
+    this.#counters.refused?.inc(report.refused.length);
+    for (const { index, reason } of report.refused) {
+      log("pull").warn("{server}: {sink} refused message seq {seq}: {reason}", {
+        server: this.#server,
+        sink: this.#options.sink.description,
+        seq: batch.seq?.(index) ?? "-",
+        reason,
+      });
+    }
+  }
+
   async #lost(report: LostReport): Promise<void> {
-    const server = this.#server;
-    const since = this.#lastTime ? new Date(this.#lastTime).toISOString() : "an unknown time";
-    const until = report.toTime ? new Date(report.toTime).toISOString() : "now";
-    const reason = printable(report.reason, MAX_REASON);
-    const text = report.unknown
-      ? `reclog: an unknown number of messages from ${server} may be lost since ${since} (${reason})`
-      : `reclog: ${report.count} messages from ${server} lost (seq ${report.from}..${report.to}) between ${since} and ${until} (${reason})`;
+    const text = lossText(this.#server, report, this.#lastTime);
     log("pull").warn("{text}", { text });
     this.#options.status?.set(`${this.#server} lost`, text.replace(/^reclog: /, ""));
     this.#counters.lost?.inc(report.count);
-    await this.#options.sink.write(lossNotice(text));
+    const notice = new NoticeBatch(text);
+    this.#refused(notice, await this.#options.sink.write(notice));
   }
 }
 
-/** A message frame carrying an RFC 5424 syslog warning from reclog itself. */
-function lossNotice(text: string): Uint8Array {
-  const host = Deno.hostname();
-  const line = encoder.encode(`<12>1 ${new Date().toISOString()} ${host} reclog - - - ${text}`);
-  const frame = new Uint8Array(messageFrameSize(SYSLOG_STREAM.length, line.length));
-  encodeMessage(frame, 0, { seq: 0, time: Date.now(), stream: SYSLOG_STREAM, data: line });
-  return frame;
-}
-
-function describeError(error: unknown): string {
-  if (error instanceof ProtocolError) return `protocol error: ${error.message}`;
-  const message = error instanceof Error ? error.message : String(error);
+function describeError(failure: unknown): string {
+  if (failure instanceof ProtocolError) return `protocol error: ${failure.message}`;
+  // A failed connect: its cause is worded here, for pull.
+  const error = failure instanceof ConnectError && failure.cause !== undefined
+    ? failure.cause
+    : failure;
+  const message = errorMessage(error);
   const code = (error as { code?: string })?.code;
   if (code === "ECONNREFUSED") return "connection refused (is reclog serve running?)";
   if (
@@ -452,165 +475,6 @@ function describeError(error: unknown): string {
     return `the server's certificate was rejected: ${message}`;
   }
   return message;
-}
-
-/** Longest epoch accepted in a server hello, characters. */
-export const MAX_EPOCH_LENGTH = 128;
-/** Longest loss reason copied into the sink's loss notice, characters. */
-const MAX_REASON = 200;
-
-/**
- * Checks a server hello (the parsed JSON body of its `H` frame) field by
- * field; throws {@linkcode ProtocolError} naming the first bad one. Unknown
- * extra fields are ignored.
- *
- * - `proto` is `"reclog"`, `v` is {@linkcode PROTOCOL_VERSION};
- * - `epoch` is 1 to {@linkcode MAX_EPOCH_LENGTH} printable ASCII characters;
- * - `first`, `next`, `start`, `maxFrame`, `keepAliveMs` are safe
- *   non-negative integers (at most `Number.MAX_SAFE_INTEGER`);
- * - `first <= next`, `start <= next`, `maxFrame` at least a message header.
- *
- * @example Check what a server sent
- * ```ts
- * import { parseServerHello } from "./pull_client.ts";
- * const hello = parseServerHello({
- *   proto: "reclog", v: 1, epoch: "5f0c", first: 1, next: 10, start: 1,
- *   maxFrame: 1048576, keepAliveMs: 30000,
- * });
- * console.log(hello.start); // 1
- * ```
- */
-export function parseServerHello(value: unknown): ServerHello {
-  const hello = object(value, "hello");
-  if (hello.proto !== "reclog" || hello.v !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`the server does not speak reclog protocol v${PROTOCOL_VERSION}`);
-  }
-  const epoch = hello.epoch;
-  if (
-    typeof epoch !== "string" || epoch.length < 1 || epoch.length > MAX_EPOCH_LENGTH ||
-    !/^[\x21-\x7e]+$/.test(epoch)
-  ) {
-    throw new ProtocolError(
-      `hello: "epoch" must be 1 to ${MAX_EPOCH_LENGTH} printable ASCII characters`,
-    );
-  }
-  const first = count(hello, "first", "hello");
-  const next = count(hello, "next", "hello");
-  const start = count(hello, "start", "hello");
-  const maxFrame = count(hello, "maxFrame", "hello");
-  const keepAliveMs = count(hello, "keepAliveMs", "hello");
-  if (first > next) throw new ProtocolError(`hello: "first" ${first} is after "next" ${next}`);
-  if (start > next) throw new ProtocolError(`hello: "start" ${start} is after "next" ${next}`);
-  if (maxFrame < MESSAGE_HEADER_BYTES) {
-    throw new ProtocolError(`hello: "maxFrame" ${maxFrame} is smaller than a message header`);
-  }
-  return { proto: "reclog", v: PROTOCOL_VERSION, epoch, first, next, start, maxFrame, keepAliveMs };
-}
-
-/**
- * Checks the parsed JSON body of an `L` frame; throws
- * {@linkcode ProtocolError} naming the first bad field. Either `unknown` is
- * true and `count` is 0, or `from` and `to` are safe integers with
- * `1 <= from <= to` and `count === to - from + 1`. `reason` is a string;
- * `toTime`, when present, a safe non-negative integer.
- *
- * @example Check a loss report
- * ```ts
- * import { parseLostReport } from "./pull_client.ts";
- * parseLostReport({ count: 3, from: 5, to: 7, reason: "client fell behind" });
- * ```
- */
-export function parseLostReport(value: unknown): LostReport {
-  const report = object(value, "'L' frame");
-  const lostCount = count(report, "count", "'L' frame");
-  const reason = report.reason;
-  if (typeof reason !== "string") throw new ProtocolError(`'L' frame: "reason" must be a string`);
-  let toTime: number | undefined;
-  if (report.toTime !== undefined) toTime = count(report, "toTime", "'L' frame");
-  if (report.unknown !== undefined && typeof report.unknown !== "boolean") {
-    throw new ProtocolError(`'L' frame: "unknown" must be a boolean`);
-  }
-  if (report.unknown === true) {
-    if (lostCount !== 0) throw new ProtocolError(`'L' frame: "unknown" with a "count"`);
-    return { count: 0, unknown: true, reason, ...(toTime === undefined ? {} : { toTime }) };
-  }
-  const from = count(report, "from", "'L' frame");
-  const to = count(report, "to", "'L' frame");
-  if (from < 1 || from > to || lostCount !== to - from + 1) {
-    throw new ProtocolError(
-      `'L' frame: "count" ${lostCount} does not match "from" ${from} and "to" ${to}`,
-    );
-  }
-  return { count: lostCount, from, to, reason, ...(toTime === undefined ? {} : { toTime }) };
-}
-
-/**
- * The sequence rule of a connection (docs/protocol.md): the next journal
- * entry must carry `expected` (the hello's `start` at first), or, right
- * after an `L` frame of unknown extent (`gapAllowed`), any higher number.
- * Returns the number the entry after `seq` must carry; throws
- * {@linkcode ProtocolError} for a repeated, decreasing or skipping number,
- * or one that leaves no safe integer after it.
- *
- * @example Walk a stream
- * ```ts
- * import { acceptSequence } from "./pull_client.ts";
- * let expected = 5;
- * expected = acceptSequence(expected, 5, false); // 6
- * expected = acceptSequence(expected, 6, false); // 7
- * // acceptSequence(expected, 9, false) throws: 7 and 8 were skipped
- * ```
- */
-export function acceptSequence(expected: number, seq: number, gapAllowed: boolean): number {
-  if (seq !== expected && !(gapAllowed && seq > expected)) {
-    throw new ProtocolError(
-      seq < expected
-        ? `sequence number ${seq} repeated or going back (expected ${expected})`
-        : `sequence number ${seq} skips from ${expected} without an 'L' frame`,
-    );
-  }
-  if (seq >= Number.MAX_SAFE_INTEGER) {
-    throw new ProtocolError(`sequence number ${seq} leaves no safe integer after it`);
-  }
-  return seq + 1;
-}
-
-/**
- * The sequence number expected after a checked `L` frame (see
- * {@linkcode parseLostReport}) when `expected` was: one past its `to`.
- * The lost range must reach the stream's position: `from <= expected <=
- * to + 1`; else it announces a gap that is not there, or is in the past
- * ({@linkcode ProtocolError}). A report of unknown extent changes nothing.
- *
- * @example After a loss of 5..7
- * ```ts
- * import { expectedAfterLost } from "./pull_client.ts";
- * expectedAfterLost(5, { count: 3, from: 5, to: 7, reason: "fell behind" }); // 8
- * ```
- */
-export function expectedAfterLost(expected: number, report: LostReport): number {
-  if (report.unknown || report.from === undefined || report.to === undefined) return expected;
-  if (report.from > expected || report.to + 1 < expected) {
-    throw new ProtocolError(
-      `'L' frame for seq ${report.from}..${report.to} does not meet the stream at seq ${expected}`,
-    );
-  }
-  return report.to + 1;
-}
-
-function object(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError(`${what}: expected a JSON object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function count(record: Record<string, unknown>, field: string, what: string): number {
-  const value = record[field];
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new ProtocolError(`${what}: "${field}" must be a safe non-negative integer`);
-  }
-  return value;
 }
 
 /** Sends `C` with the error as reason and half-closes; resolves when flushed or after 1 s. */
@@ -627,20 +491,4 @@ function closeWithReason(socket: TLSSocket, error: ProtocolError): Promise<void>
     socket.once("close", done);
     socket.end(encodeControl(FrameType.Close, `protocol error: ${error.message}`), done);
   });
-}
-
-/** Text from the peer, made safe for a log line or syslog message. */
-function printable(text: string, max: number): string {
-  // deno-lint-ignore no-control-regex
-  const clean = text.replace(/[\x00-\x1f\x7f]/g, "?");
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
-}
-
-function describeType(type: number): string {
-  const hex = `0x${type.toString(16).padStart(2, "0")}`;
-  return type >= 0x21 && type <= 0x7e ? `'${String.fromCharCode(type)}' (${hex})` : hex;
-}
-
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
