@@ -14,6 +14,7 @@ import {
   type SystemdJournalSourceOptions,
 } from "../lib/sources/systemd_journal_source.ts";
 import { JOURNAL_CURSOR_FILE, JournalCursorFile } from "../lib/state/journal_cursor.ts";
+import { JournalInput } from "../lib/sources/systemd_journal_input.ts";
 import { runProgram, tempDir, waitFor } from "./helpers.ts";
 import {
   entry,
@@ -426,5 +427,90 @@ Deno.test("journal cursor file: absent, saved atomically after updates and on cl
   await assert.rejects(
     () => JournalCursorFile.open(state.path),
     new RegExp(`^Error: Cannot read journal cursor file '${path}': `),
+  );
+});
+
+Deno.test("journal input: appends then saves; a SIGKILLed serve-like process restarts after its last save, losing nothing, and leaves no journalctl", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  await writeJournal(dir.path, plain(1, 3000));
+  const out = `${state.path}/appended`;
+  const child = `${state.path}/child.ts`;
+  // What serve does: every message appended (here: a line in a file, written at once), then the cursor.
+  await Deno.writeTextFile(
+    child,
+    `import { JournalInput } from ${
+      JSON.stringify(new URL("../lib/sources/systemd_journal_input.ts", import.meta.url).href)
+    };
+const file = Deno.openSync(${JSON.stringify(out)}, { append: true, create: true });
+const lf = new Uint8Array([10]);
+const input = await JournalInput.open({
+  directory: Deno.args[0], stateDir: Deno.args[1], cursorIntervalMs: 5,
+  append: (m) => { file.writeSync(m.subarray(m.lastIndexOf(32) + 1)); file.writeSync(lf); },
+});
+await input.listen();
+console.log("listening");
+await new Promise(() => {});
+`,
+  );
+  const lines = async () =>
+    (await Deno.readTextFile(out).catch(() => "")).split("\n").filter((l) => l);
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      `--config=${new URL("../deno.json", import.meta.url).pathname}`,
+      child,
+      dir.path,
+      state.path,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = process.stdout.getReader();
+  const ready = await reader.read();
+  reader.releaseLock();
+  assert.equal(ready.done, false, "the child process started");
+  await waitFor(async () => (await lines()).length >= 500, { what: "500 appended" });
+  process.kill("SIGKILL");
+  await process.status;
+  await process.stdout.cancel();
+  const beforeKill = await lines();
+  // Resume in this process, the way serve would after the restart.
+  const resumed: string[] = [];
+  {
+    await using input = await JournalInput.open({
+      directory: dir.path,
+      stateDir: state.path,
+      append: (m) => void resumed.push(decoder.decode(m.subarray(m.lastIndexOf(32) + 1))),
+    });
+    assert.ok(input.startCursor, "a cursor was saved before the kill");
+    await input.listen();
+    await writeJournal(dir.path, plain(3001, 5));
+    await waitFor(() => resumed.at(-1) === "m3005", { what: "m3005" });
+  }
+  const seen = new Set([...beforeKill, ...resumed]);
+  assert.equal(seen.size, 3005, "nothing lost");
+  assert.equal(new Set(resumed).size, resumed.length);
+  const again = resumed.filter((m) => beforeKill.includes(m));
+  // What came again is exactly what followed the last save: a contiguous run.
+  assert.deepEqual(again, beforeKill.slice(beforeKill.length - again.length));
+  console.log(`re-sent after SIGKILL: ${again.length} of ${beforeKill.length} appended`);
+  // journalctl of the killed process exits at its next write (broken pipe).
+  await waitFor(async () => (await journalctlsOf(dir.path)).length === 0, {
+    what: "the killed process's journalctl to exit",
+  });
+});
+
+Deno.test("journal input: a damaged cursor file stops it before journalctl runs", async () => {
+  await using state = await tempDir();
+  await Deno.writeTextFile(`${state.path}/${JOURNAL_CURSOR_FILE}`, "garbage");
+  await assert.rejects(
+    () => JournalInput.open({ stateDir: state.path, append: () => {} }),
+    /^Error: Cannot use journal cursor file '.*journal-cursor.json': not a saved journal cursor/,
+  );
+  await assert.rejects(
+    () => JournalInput.open({ stateDir: `${state.path}/x`, priority: "loud", append: () => {} }),
+    /Cannot use journal priority 'loud'/,
   );
 });

@@ -14,9 +14,12 @@
  *
  * What a restart re-sends: after `close()` (SIGTERM, SIGINT), nothing.
  * After SIGKILL or a crash, the entries appended after the last save: those
- * of the last `intervalMs` (default 200 ms: at most 0.2 s × the entry rate,
- * e.g. a few on an idle VPS, ~10,000 at 50,000 entries/s) and nothing
- * older. Nothing is ever lost by it: the saved cursor is never ahead of the
+ * of the last `intervalMs` (default 200 ms) plus the batch being appended,
+ * and nothing older; a batch is one read of journalctl's output (256 KiB of
+ * JSON, ~250 to ~1,000 entries). So: a few on an idle VPS, at most
+ * 0.2 s × the entry rate + one batch under load (measured: 245 entries
+ * re-sent at full speed with a 5 ms interval, `tests/systemd_journal_source_test.ts`).
+ * Nothing is ever lost by it: the saved cursor is never ahead of the
  * appended (and, with `canSave`, spooled) entries.
  *
  * A damaged file (not the JSON this writes, or not a journal cursor) is not
