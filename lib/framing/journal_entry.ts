@@ -114,37 +114,6 @@ export function parseEntryLine(line: Uint8Array): JournalEntry {
   return entry as JournalEntry;
 }
 
-/**
- * The first value of a field as text (bytes decoded as UTF-8, invalid
- * sequences as U+FFFD), or `undefined` when absent or `null`.
- *
- * @example Read a field
- * ```ts
- * import { fieldText } from "./journal_entry.ts";
- * console.log(fieldText({ __CURSOR: "c", _PID: ["1", "2"] }, "_PID")); // "1"
- * ```
- */
-export function fieldText(entry: JournalEntry, name: string): string | undefined {
-  const value = firstValue(entry[name]);
-  if (value === undefined) return undefined;
-  return typeof value === "string" ? value : decoder.decode(Uint8Array.from(value));
-}
-
-/**
- * The first value of a field as bytes, or `undefined` when absent or `null`.
- *
- * @example Read a binary message
- * ```ts
- * import { fieldBytes } from "./journal_entry.ts";
- * console.log(fieldBytes({ __CURSOR: "c", MESSAGE: [255, 0] }, "MESSAGE")); // Uint8Array [255, 0]
- * ```
- */
-export function fieldBytes(entry: JournalEntry, name: string): Uint8Array | undefined {
-  const value = firstValue(entry[name]);
-  if (value === undefined) return undefined;
-  return typeof value === "string" ? encoder.encode(value) : Uint8Array.from(value);
-}
-
 /** Every value of a field (one for a plain field, none when absent). */
 function allValues(field: JournalFieldValue | undefined): JournalValue[] {
   if (field === undefined || field === null) return [];
@@ -357,11 +326,6 @@ export class SyslogFormatter {
       );
     }
     this.#hostname = options.hostname ?? "-";
-  }
-
-  /** Messages appended since the last {@linkcode SyslogFormatter.take}. */
-  get pending(): number {
-    return this.#ends.length;
   }
 
   /**
