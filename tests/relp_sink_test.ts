@@ -208,6 +208,27 @@ Deno.test("RelpSink: taken is the acknowledged prefix in batch indexes, refused 
   }
 });
 
+Deno.test("RelpSink: aborting its signal rejects the write in flight and later ones", async () => {
+  const stall = new Promise<void>(() => {});
+  await using source = new RelpSource({ host: "127.0.0.1", port: 0, onBatch: () => stall });
+  const addr = await source.listen();
+  const controller = new AbortController();
+  await using sink = new RelpSink({
+    host: "127.0.0.1",
+    port: addr.port,
+    signal: controller.signal,
+  });
+  const writing = sink.write(batchOf(["a", "b"])).then(() => undefined, (e) => e);
+  await waitFor(() => sink.connected, { what: "the session" });
+  controller.abort();
+  const error = await writing;
+  assert.ok(error instanceof SinkError, `expected a SinkError, got ${error}`);
+  assert.equal(error.taken, 0);
+  assert.match(error.message, /aborted/);
+  const later = await sink.write(batchOf(["c"])).then(() => undefined, (e) => e);
+  assert.ok(later instanceof SinkError);
+});
+
 // ---- against real rsyslog ----
 
 /** rsyslog B: imrelp in, each message's raw text to a file, written before the ack. */

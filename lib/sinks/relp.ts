@@ -38,6 +38,9 @@ import { RelpClient, RelpSendError } from "../transport/relp_client.ts";
 import { formatHostPort } from "../util/address.ts";
 import { errorMessage } from "../util/errors.ts";
 
+export type { MessageBatch, Refusal, Sink, WriteReport } from "../batch.ts";
+export { SinkError } from "../batch.ts";
+
 /** Options for {@linkcode RelpSink}. */
 export interface RelpSinkOptions {
   /** The receiver's host (name or address). */
@@ -69,6 +72,11 @@ export interface RelpSinkOptions {
    * @default {"refuse"}
    */
   tooLarge?: "refuse" | "cut";
+  /**
+   * Aborts the sink: the session is dropped without the `close` handshake,
+   * writes in flight reject (with their acknowledged prefix), later writes reject.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -135,6 +143,8 @@ export class RelpSink implements Sink {
   #refused = 0;
   #failures = 0;
   #acknowledged = 0;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => void this.#client.abort();
 
   /** Makes the sink; it connects on the first write. */
   constructor(options: RelpSinkOptions) {
@@ -148,6 +158,9 @@ export class RelpSink implements Sink {
       timeoutMs: options.timeoutMs,
       maxMessage: this.#maxMessage,
     });
+    this.#signal = options.signal;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (this.#signal?.aborted) this.#onAbort();
   }
 
   /** True while a RELP session is open (for a "sink up" metric). */
@@ -224,6 +237,7 @@ export class RelpSink implements Sink {
 
   /** Waits for writes in flight, closes the RELP session; safe twice. */
   close(): Promise<void> {
+    this.#signal?.removeEventListener("abort", this.#onAbort);
     return this.#client.close();
   }
 

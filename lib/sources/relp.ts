@@ -20,6 +20,8 @@ import type { BatchHandler, MessageBatch, Source } from "../batch.ts";
 import { type RelpPeer, RelpServer } from "../transport/relp_server.ts";
 import { formatHostPort } from "../util/address.ts";
 
+export type { BatchHandler, MessageBatch, Source } from "../batch.ts";
+
 /** Options for {@linkcode RelpSource}. */
 export interface RelpSourceOptions {
   /** Address to bind. */
