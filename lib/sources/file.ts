@@ -19,6 +19,7 @@
 import type { BatchHandler, Source } from "../batch.ts";
 import { RangeBatch } from "../batch.ts";
 import { describeFsError, errorMessage } from "../util/errors.ts";
+import { splitLines } from "../framing/lines.ts";
 import { log } from "../util/log.ts";
 
 /** Where a file was read to. */
@@ -106,8 +107,6 @@ async function readAt(
   return buf.subarray(0, filled);
 }
 
-const LF = 0x0a;
-
 /**
  * Follows one file.
  *
@@ -127,6 +126,7 @@ export class FileTail implements Source {
   readonly #options: FileTailOptions;
   readonly #buf: Uint8Array;
   readonly #batch = new RangeBatch(256);
+  readonly #pushLine = (start: number, lf: number) => this.#batch.push(start, lf + 1);
   #pending = 0;
   #open: Open | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -411,8 +411,11 @@ export class FileTail implements Source {
         open.head = await readAt(open.file, 0, Math.min(open.read, HEAD_BYTES), open.read);
       }
       const total = this.#pending + n;
-      const lastLf = buf.lastIndexOf(LF, total - 1);
-      if (lastLf < 0) {
+      const batch = this.#batch;
+      batch.reset(buf);
+      // Whole lines with their LF: the stream's messages concatenate to the file.
+      const start = splitLines(buf.subarray(0, total), this.#pushLine);
+      if (start === 0) {
         this.#pending = total;
         if (total === buf.length) {
           // A line longer than a message: hand on a piece, never drop it.
@@ -420,13 +423,6 @@ export class FileTail implements Source {
           this.#pending = 0;
         }
         continue;
-      }
-      const batch = this.#batch;
-      batch.reset(buf);
-      let start = 0;
-      for (let lf = buf.indexOf(LF); lf >= 0 && lf <= lastLf; lf = buf.indexOf(LF, start)) {
-        batch.push(start, lf + 1);
-        start = lf + 1;
       }
       const done = this.#options.onBatch(batch);
       if (done) await done;
