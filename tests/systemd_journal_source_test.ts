@@ -446,7 +446,13 @@ const file = Deno.openSync(${JSON.stringify(out)}, { append: true, create: true 
 const lf = new Uint8Array([10]);
 const input = await JournalInput.open({
   directory: Deno.args[0], stateDir: Deno.args[1], cursorIntervalMs: 5,
-  append: (m) => { file.writeSync(m.subarray(m.lastIndexOf(32) + 1)); file.writeSync(lf); },
+  onBatch: (b) => {
+    for (let i = 0; i < b.count; i++) {
+      const m = b.message(i);
+      file.writeSync(m.subarray(m.lastIndexOf(32) + 1));
+      file.writeSync(lf);
+    }
+  },
 });
 await input.listen();
 console.log("listening");
@@ -482,7 +488,13 @@ await new Promise(() => {});
     await using input = await JournalInput.open({
       directory: dir.path,
       stateDir: state.path,
-      append: (m) => void resumed.push(decoder.decode(m.subarray(m.lastIndexOf(32) + 1))),
+      onBatch: async (b) => {
+        await new Promise((resolve) => setTimeout(resolve, 1)); // a handler that waits
+        for (let i = 0; i < b.count; i++) {
+          const m = b.message(i);
+          resumed.push(decoder.decode(m.subarray(m.lastIndexOf(32) + 1)));
+        }
+      },
     });
     assert.ok(input.startCursor, "a cursor was saved before the kill");
     await input.listen();
@@ -506,11 +518,11 @@ Deno.test("journal input: a damaged cursor file stops it before journalctl runs"
   await using state = await tempDir();
   await Deno.writeTextFile(`${state.path}/${JOURNAL_CURSOR_FILE}`, "garbage");
   await assert.rejects(
-    () => JournalInput.open({ stateDir: state.path, append: () => {} }),
+    () => JournalInput.open({ stateDir: state.path, onBatch: () => {} }),
     /^Error: Cannot use journal cursor file '.*journal-cursor.json': not a saved journal cursor/,
   );
   await assert.rejects(
-    () => JournalInput.open({ stateDir: `${state.path}/x`, priority: "loud", append: () => {} }),
+    () => JournalInput.open({ stateDir: `${state.path}/x`, priority: "loud", onBatch: () => {} }),
     /Cannot use journal priority 'loud'/,
   );
 });

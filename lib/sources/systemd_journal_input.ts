@@ -1,13 +1,13 @@
 /**
  * serve's journal input in one piece: a {@linkcode SystemdJournalSource}
  * started after the cursor a {@linkcode JournalCursorFile} saved, each batch
- * appended through `append` and only then its cursor handed to the file,
+ * kept by `onBatch` and only then its cursor handed to the file,
  * and on close the source stopped before the file's last save.
  *
  * @module
  */
 
-import type { Source } from "../batch.ts";
+import type { BatchHandler, Source } from "../batch.ts";
 import { JournalCursorFile } from "../state/journal_cursor.ts";
 import {
   type JournalGap,
@@ -22,10 +22,12 @@ export interface JournalInputOptions
   /** Directory of `journal-cursor.json` (serve: the spool directory, or its state directory). */
   stateDir: string;
   /**
-   * Keeps one message (synchronously: e.g. `journal.append(stream, message)`);
-   * the batch's cursor is saved only after every message of it was kept.
+   * Keeps the batch (serve: `journal.append(stream, message)` for each, e.g.
+   * serve's `toJournal` handler); once it returned (or its promise resolved)
+   * the batch's cursor is handed to the cursor file. A handler that throws
+   * stops the input (logged), the cursor stays before that batch.
    */
-  append: (message: Uint8Array) => void;
+  onBatch: BatchHandler;
   /** Entries gone from the journal before they were read (see {@linkcode SystemdJournalSourceOptions.onGap}). */
   onGap?: (gap: JournalGap) => void;
   /**
@@ -53,7 +55,9 @@ export interface JournalInputOptions
  * const stream = new TextEncoder().encode("journal");
  * await using input = await JournalInput.open({
  *   stateDir: "/var/spool/reclog",
- *   append: (message) => journal.append(stream, message),
+ *   onBatch: (batch) => {
+ *     for (let i = 0; i < batch.count; i++) journal.append(stream, batch.message(i));
+ *   },
  *   onGap: (gap) => console.warn(`${gap.count} journal entries lost`),
  * });
  * await input.listen();
@@ -68,13 +72,15 @@ export class JournalInput implements Source {
 
   private constructor(cursors: JournalCursorFile, options: JournalInputOptions) {
     this.cursors = cursors;
-    const { append, stateDir: _stateDir, cursorIntervalMs: _i, canSave: _c, ...rest } = options;
+    const { onBatch, stateDir: _stateDir, cursorIntervalMs: _i, canSave: _c, ...rest } = options;
     this.#source = new SystemdJournalSource({
       ...rest,
       afterCursor: cursors.loaded,
-      onBatch: (batch) => {
-        for (let i = 0; i < batch.count; i++) append(batch.message(i));
+      onBatch: (batch): void | Promise<void> => {
+        const kept = onBatch(batch);
+        if (kept instanceof Promise) return kept.then(() => cursors.update(batch.cursor));
         cursors.update(batch.cursor);
+        return undefined;
       },
     });
     this.description = this.#source.description;
