@@ -194,12 +194,38 @@ Deno.test("RelpSource: a rejecting onBatch is not acknowledged, the connection c
   }
 });
 
-Deno.test("RelpSource: a frame over maxFrame closes that connection with a reason; others are served", async () => {
+Deno.test("RelpSource: a message over maxFrame is cut to it and counted, split across reads too; nothing behind it waits", async () => {
   const taken: string[] = [];
   await using source = new RelpSource({
     host: "127.0.0.1",
     port: 0,
     maxFrame: 100,
+    onBatch: (batch) => void taken.push(...texts(batch)),
+  });
+  const addr = await source.listen();
+  const client = new RelpClient({ host: "127.0.0.1", port: addr.port });
+  try {
+    const big = "<13>" + "y".repeat(100_000); // several reads
+    await client.send([encoder.encode("a"), encoder.encode(big), encoder.encode("b")]);
+    await client.send([encoder.encode(big.slice(0, 150)), encoder.encode("c")]);
+  } finally {
+    await client.close();
+  }
+  assert.deepEqual(taken, ["a", "<13>" + "y".repeat(96), "b", "<13>" + "y".repeat(96), "c"]);
+  assert.equal(source.truncated, 2);
+  assert.ok(
+    logLines.some((line) => /a message of 100004 bytes cut to 100/.test(line)),
+    logLines.join("\n"),
+  );
+});
+
+Deno.test("RelpSource with oversize close: a frame over maxFrame closes that connection with a reason; others are served", async () => {
+  const taken: string[] = [];
+  await using source = new RelpSource({
+    host: "127.0.0.1",
+    port: 0,
+    maxFrame: 100,
+    oversize: "close",
     onBatch: (batch) => void taken.push(...texts(batch)),
   });
   const addr = await source.listen();
@@ -271,26 +297,45 @@ async function feedTcp(port: number, from: number, count: number): Promise<void>
   }
 }
 
-Deno.test("rsyslog omrelp → RelpSource: 5,000 messages once each", async () => {
+Deno.test("rsyslog omrelp → RelpSource: 5,000 messages once each; one over maxFrame (a 65,520-byte one) is cut, not a stall", async () => {
   await using dir = await tempDir();
   const taken: string[] = [];
   await using source = new RelpSource({
     host: "127.0.0.1",
     port: 0,
+    maxFrame: 8_192,
     onBatch: (batch) => void taken.push(...texts(batch)),
   });
   const addr = await source.listen();
   const { rsyslog, tcpPort } = await startOmrelp(dir.path, addr.port);
   await using _rsyslog = rsyslog;
-  await feedTcp(tcpPort, 0, 5_000);
-  await waitFor(() => taken.length >= 5_000, {
+  await feedTcp(tcpPort, 0, 2_500);
+  {
+    // rsyslog's imtcp takes up to its maxMessageSize (64k in the tests' config)
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: tcpPort });
+    const line = `<13>Jan  1 00:00:00 vps relptest: big ${"z".repeat(65_480)}\n`;
+    const bytes = encoder.encode(line);
+    let done = 0;
+    while (done < bytes.length) done += await conn.write(bytes.subarray(done));
+    conn.close();
+  }
+  await feedTcp(tcpPort, 2_500, 2_500);
+  await waitFor(() => taken.some((text) => text.includes("big z")), {
     timeoutMs: 30_000,
-    what: () => `5,000 messages at the source (have ${taken.length}); rsyslog: ${rsyslog.stderr}`,
+    what: () => `the big message at the source; rsyslog: ${rsyslog.stderr}`,
+  });
+  await waitFor(() => taken.length >= 5_001, {
+    timeoutMs: 30_000,
+    what: () => `5,001 messages at the source (have ${taken.length}); rsyslog: ${rsyslog.stderr}`,
   });
   await new Promise((resolve) => setTimeout(resolve, 500)); // would-be extra copies
   const { missing, dups } = summary(tally(taken.join("\n")), 5_000);
   assert.deepEqual(missing, []);
   assert.equal(dups, 0);
+  assert.equal(taken.length, 5_001);
+  const big = taken.find((text) => text.includes("big z"))!;
+  assert.equal(big.length, 8_192);
+  assert.equal(source.truncated, 1);
 });
 
 /** Starts this file as the child process (a RelpSource writing to `file`). */

@@ -61,9 +61,15 @@ export class RelpFrameError extends Error {
 /**
  * Called for each whole frame. `data` is a view into the pushed chunk when the
  * frame lay wholly inside it, else a fresh copy: it stays valid as long as the
- * caller does not overwrite the chunk it pushed.
+ * caller does not overwrite the chunk it pushed. `datalen` is the frame's
+ * DATALEN: more than `data.length` when the data was cut (`oversize: "truncate"`).
  */
-export type RelpFrameHandler = (txnr: number, command: string, data: Uint8Array) => void;
+export type RelpFrameHandler = (
+  txnr: number,
+  command: string,
+  data: Uint8Array,
+  datalen: number,
+) => void;
 
 /** Options for {@linkcode RelpFrameParser}. */
 export interface RelpFrameParserOptions {
@@ -73,6 +79,14 @@ export interface RelpFrameParserOptions {
    * @default {131072}
    */
   maxData?: number;
+  /**
+   * What a DATALEN over `maxData` is: `"error"`, a `frame too large`
+   * {@linkcode RelpFrameError}; `"truncate"`, a frame whose data is its first
+   * `maxData` bytes (the rest is read and dropped, never buffered), as
+   * librelp's `oversizeMode="truncate"` does.
+   * @default {"error"}
+   */
+  oversize?: "error" | "truncate";
 }
 
 const enum State {
@@ -128,9 +142,13 @@ export class RelpFrameParser {
   #command = new Uint8Array(RELP_MAX_COMMAND);
   #commandLength = 0;
   #commandText = "";
-  /** Data of a frame that spans pushes. */
+  readonly #truncate: boolean;
+  /** Data of a frame that spans pushes (its first `#keep` bytes). */
   #partial: Uint8Array = EMPTY;
-  #partialFill = 0;
+  /** Bytes of the data kept: DATALEN, or `maxData` when it is cut. */
+  #keep = 0;
+  /** Bytes of the current frame's data read so far (kept or dropped). */
+  #seen = 0;
   #error: RelpFrameError | undefined;
   /** Bytes consumed over the parser's life (for error positions). */
   #offset = 0;
@@ -138,6 +156,7 @@ export class RelpFrameParser {
   /** Makes a parser. */
   constructor(options: RelpFrameParserOptions = {}) {
     this.#maxData = options.maxData ?? RELP_DEFAULT_MAX_DATA;
+    this.#truncate = options.oversize === "truncate";
   }
 
   /** True while no frame is partly parsed (a clean point to close at). */
@@ -166,12 +185,13 @@ export class RelpFrameParser {
   #emit(data: Uint8Array, onFrame: RelpFrameHandler): void {
     const txnr = this.#txnr;
     const command = this.#commandText;
+    const datalen = this.#datalen;
     this.#state = State.Txnr;
     this.#digits = 0;
     this.#txnr = 0;
     this.#datalen = 0;
     this.#commandLength = 0;
-    onFrame(txnr, command, data);
+    onFrame(txnr, command, data, datalen);
   }
 
   /**
@@ -228,7 +248,7 @@ export class RelpFrameParser {
             }
             this.#datalen = this.#datalen * 10 + (c - 0x30);
             this.#digits++;
-            if (this.#datalen > this.#maxData) {
+            if (this.#datalen > this.#maxData && !this.#truncate) {
               this.#fail(
                 "frame too large",
                 `DATALEN over the limit of ${this.#maxData} bytes`,
@@ -243,7 +263,8 @@ export class RelpFrameParser {
             this.#state = State.Trailer;
           } else if (c === SP) {
             this.#state = State.Data;
-            this.#partialFill = 0;
+            this.#keep = Math.min(this.#datalen, this.#maxData);
+            this.#seen = 0;
             i++;
           } else {
             this.#fail("bad datalen", `${show(c)} after DATALEN (SP expected)`, i);
@@ -251,8 +272,8 @@ export class RelpFrameParser {
           break;
         }
         case State.Data: {
-          const need = this.#datalen - this.#partialFill;
-          if (this.#partialFill === 0 && length - i > need) {
+          const need = this.#datalen - this.#seen;
+          if (this.#seen === 0 && this.#keep === need && length - i > need) {
             // the whole data and the trailer are in this chunk: no copy
             const data = chunk.subarray(i, i + need);
             i += need;
@@ -261,12 +282,15 @@ export class RelpFrameParser {
             this.#emit(data, onFrame);
             break;
           }
-          if (this.#partialFill === 0) this.#partial = new Uint8Array(this.#datalen);
+          if (this.#seen === 0) this.#partial = new Uint8Array(this.#keep);
           const take = Math.min(need, length - i);
-          this.#partial.set(chunk.subarray(i, i + take), this.#partialFill);
-          this.#partialFill += take;
+          if (this.#seen < this.#keep) {
+            const kept = Math.min(take, this.#keep - this.#seen);
+            this.#partial.set(chunk.subarray(i, i + kept), this.#seen);
+          }
+          this.#seen += take;
           i += take;
-          if (this.#partialFill === this.#datalen) this.#state = State.Trailer;
+          if (this.#seen === this.#datalen) this.#state = State.Trailer;
           break;
         }
         case State.Trailer: {
@@ -275,7 +299,7 @@ export class RelpFrameParser {
           i++;
           const data = this.#datalen === 0 ? EMPTY : this.#partial;
           this.#partial = EMPTY;
-          this.#partialFill = 0;
+          this.#seen = 0;
           this.#emit(data, onFrame);
           break;
         }

@@ -35,11 +35,18 @@ export interface RelpSourceOptions {
    */
   onBatch: BatchHandler;
   /**
-   * Largest RELP DATALEN (one message plus nothing) accepted; a larger frame
-   * closes that connection with a logged reason.
+   * Longest message (RELP DATALEN) taken whole; see {@linkcode RelpSourceOptions.oversize}.
    * @default {131072}
    */
   maxFrame?: number;
+  /**
+   * A longer message: `"truncate"` takes its first `maxFrame` bytes and
+   * counts it in {@linkcode RelpSource.truncated} (what rsyslog does with
+   * `maxMessageSize`; nothing behind it waits); `"close"` closes that
+   * connection with a logged reason (the sender then resends it, forever).
+   * @default {"truncate"}
+   */
+  oversize?: "truncate" | "close";
   /**
    * Most messages of one connection taken but not yet answered; beyond it the
    * connection is not read until answers go out.
@@ -123,6 +130,7 @@ export class RelpSource implements Source {
       host: options.host,
       port: options.port,
       maxFrame: options.maxFrame,
+      oversize: options.oversize ?? "truncate",
       window: options.window,
       maxConnections: options.maxConnections,
       idleTimeoutMs: options.idleTimeoutMs,
@@ -139,6 +147,11 @@ export class RelpSource implements Source {
   /** Connections open now. */
   get connections(): number {
     return this.#server.connections;
+  }
+
+  /** Messages cut to `maxFrame` so far. */
+  get truncated(): number {
+    return this.#server.truncated;
   }
 
   /** Messages handed to `onBatch` so far. */

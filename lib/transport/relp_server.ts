@@ -52,10 +52,19 @@ export interface RelpServerOptions {
    */
   port?: number;
   /**
-   * Largest DATALEN accepted; a larger frame closes the connection with a reason.
+   * Largest DATALEN accepted; see {@linkcode RelpServerOptions.oversize} for a larger frame.
    * @default {131072}
    */
   maxFrame?: number;
+  /**
+   * A frame over `maxFrame`: `"close"` closes the connection with a reason
+   * (the sender will resend it after reconnecting, and stall on it);
+   * `"truncate"` takes its first `maxFrame` bytes, counts it in
+   * {@linkcode RelpServer.truncated} and logs the first of each connection
+   * (as imrelp's `oversizeMode="truncate"`).
+   * @default {"close"}
+   */
+  oversize?: "close" | "truncate";
   /**
    * Most transactions of one connection taken but not yet answered; at that
    * many the server stops reading from that connection until answers go out
@@ -146,7 +155,10 @@ class Session {
         : `${addr.hostname}:${addr.port}`,
     };
     this.#server = server;
-    this.#parser = new RelpFrameParser({ maxData: server.maxFrame });
+    this.#parser = new RelpFrameParser({
+      maxData: server.maxFrame,
+      oversize: server.truncate ? "truncate" : "error",
+    });
     this.#dead = new Promise((resolve) => this.#markDead = resolve);
   }
 
@@ -199,7 +211,7 @@ class Session {
   #handle(chunk: Uint8Array): void {
     let batch: Uint8Array[] | undefined;
     let batchFirst = 0;
-    this.#parser.push(chunk, (txnr, command, data) => {
+    this.#parser.push(chunk, (txnr, command, data, datalen) => {
       if (this.#closeRequested) throw new Error(`'${command}' after 'close'`);
       if (txnr !== this.#expected) {
         throw new Error(`TXNR ${txnr} where ${this.#expected} was due`);
@@ -217,6 +229,7 @@ class Session {
             batchFirst = txnr;
           }
           batch.push(data);
+          if (datalen > data.length) this.#truncated(datalen);
           return;
         case "close":
           if (batch) this.#dispatch(batch, batchFirst);
@@ -234,6 +247,18 @@ class Session {
       }
     });
     if (batch) this.#dispatch(batch, batchFirst);
+  }
+
+  #truncatedLogged = false;
+
+  #truncated(datalen: number): void {
+    this.#server.stats.truncated++;
+    if (this.#truncatedLogged) return;
+    this.#truncatedLogged = true;
+    this.#server.log.warn(
+      "relp: {peer}: a message of {bytes} bytes cut to {max} (counted; later ones of this connection are not logged)",
+      { peer: this.peer.address, bytes: datalen, max: this.#server.maxFrame },
+    );
   }
 
   #open(txnr: number, data: Uint8Array): void {
@@ -317,6 +342,8 @@ class Session {
 
 interface RelpServerOptionsResolved {
   maxFrame: number;
+  truncate: boolean;
+  stats: { truncated: number };
   window: number;
   onBatch: RelpBatchHandler;
   software: string;
@@ -359,6 +386,8 @@ export class RelpServer {
     this.#options = options;
     this.#resolved = {
       maxFrame: options.maxFrame ?? RELP_DEFAULT_MAX_DATA,
+      truncate: options.oversize === "truncate",
+      stats: { truncated: 0 },
       window: Math.max(1, options.window ?? 1024),
       onBatch: options.onBatch,
       software: options.software ?? "reclog",
@@ -369,6 +398,11 @@ export class RelpServer {
   /** Connections open now. */
   get connections(): number {
     return this.#sessions.size;
+  }
+
+  /** Messages cut to `maxFrame` so far (`oversize: "truncate"`). */
+  get truncated(): number {
+    return this.#resolved.stats.truncated;
   }
 
   /** Binds and starts accepting; resolves with the bound address. */
