@@ -135,92 +135,101 @@ export async function run(args: string[]): Promise<number> {
   sender.start();
 
   const inputEnded = new AbortController();
-  let signals = 0;
   const hardStop = new AbortController();
-  const onSignal = (signal: Deno.Signal) => () => {
+  using _signals = handleSignals(child, inputEnded, hardStop);
+  const forward = async (stream: ReadableStream<Uint8Array>) => {
+    for await (
+      const lines of stream.pipeThrough(new LineSplitStream({ maxLine, telnet: false }))
+    ) {
+      if (!sender.send(lines)) await sender.waitForRoom();
+      if (hardStop.signal.aborted) break;
+    }
+  };
+  const aborted = (signal: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  // The input ends when it ends (or COMMAND's output does), or at the first
+  // signal without COMMAND; a second signal stops at once, even while
+  // COMMAND's children still hold its output open.
+  const input = child ? Promise.all([forward(child.stdout), forward(child.stderr)]) : Promise.race([
+    forward(Deno.stdin.readable).catch((error) => {
+      logger.error("reading stdin failed: {error}", { error: errorMessage(error) });
+    }),
+    aborted(inputEnded.signal),
+  ]);
+  input.catch(() => {}); // after a hard stop, nobody waits for it any more
+  await Promise.race([input, aborted(hardStop.signal)]);
+  let commandCode = 0;
+  if (child) {
+    const status = await child.status;
+    commandCode = status.code;
+    if (!status.success) {
+      logger.info("COMMAND exited with code {code}", { code: status.code });
+    }
+  }
+  const undelivered = await Promise.race([
+    sender.finish(linger * 1000),
+    aborted(hardStop.signal).then(async () => {
+      const pending = sender.pending;
+      await sender.close();
+      return pending;
+    }),
+  ]);
+  const lost = undelivered + sender.dropped;
+  if (sender.dropped > 0) {
+    logger.error("dropped {lines} lines (buffer full while {endpoint} was away)", {
+      lines: sender.dropped,
+      endpoint: formatHostPort(endpoint),
+    });
+  }
+  if (undelivered > 0) {
+    logger.error("{lines} lines not delivered: {endpoint} did not take them within {linger} s", {
+      lines: undelivered,
+      endpoint: formatHostPort(endpoint),
+      linger,
+    });
+  }
+  if (commandCode !== 0) return commandCode;
+  return lost > 0 ? 1 : 0;
+}
+
+/**
+ * SIGINT and SIGTERM: the first goes on to COMMAND (which then ends the
+ * input by exiting), or without COMMAND ends the input; a second kills
+ * COMMAND and aborts `hardStop` (stop at once). `lib/util/shutdown.ts` does
+ * not fit here: it cannot say which signal came, and exits on the second.
+ */
+function handleSignals(
+  child: Deno.ChildProcess | undefined,
+  inputEnded: AbortController,
+  hardStop: AbortController,
+): Disposable {
+  const kill = (signal: Deno.Signal) => {
+    try {
+      child?.kill(signal);
+    } catch {
+      // already exited
+    }
+  };
+  let signals = 0;
+  const on = (signal: Deno.Signal) => () => {
     signals++;
     if (signals > 1) {
+      kill("SIGKILL");
       hardStop.abort();
     } else if (child) {
-      try {
-        child.kill(signal);
-      } catch {
-        // already exited
-      }
+      kill(signal);
     } else {
       inputEnded.abort();
     }
   };
-  hardStop.signal.addEventListener("abort", () => {
-    try {
-      child?.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-  }, { once: true });
-  const onInt = onSignal("SIGINT");
-  const onTerm = onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
-  try {
-    const forward = async (stream: ReadableStream<Uint8Array>) => {
-      for await (
-        const lines of stream.pipeThrough(new LineSplitStream({ maxLine, telnet: false }))
-      ) {
-        if (!sender.send(lines)) await sender.waitForRoom();
-        if (hardStop.signal.aborted) break;
-      }
-    };
-    const aborted = (signal: AbortSignal) =>
-      new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        signal.addEventListener("abort", () => resolve(), { once: true });
-      });
-    let commandCode = 0;
-    if (child) {
-      const [, , status] = await Promise.all([
-        forward(child.stdout),
-        forward(child.stderr),
-        child.status,
-      ]);
-      commandCode = status.code;
-      if (!status.success) {
-        logger.info("COMMAND exited with code {code}", { code: status.code });
-      }
-    } else {
-      await Promise.race([
-        forward(Deno.stdin.readable).catch((error) => {
-          logger.error("reading stdin failed: {error}", { error: errorMessage(error) });
-        }),
-        aborted(inputEnded.signal),
-      ]);
-    }
-    const undelivered = await Promise.race([
-      sender.finish(linger * 1000),
-      aborted(hardStop.signal).then(async () => {
-        const pending = sender.pending;
-        await sender.close();
-        return pending;
-      }),
-    ]);
-    const lost = undelivered + sender.dropped;
-    if (sender.dropped > 0) {
-      logger.error("dropped {lines} lines (buffer full while {endpoint} was away)", {
-        lines: sender.dropped,
-        endpoint: formatHostPort(endpoint),
-      });
-    }
-    if (undelivered > 0) {
-      logger.error("{lines} lines not delivered: {endpoint} did not take them within {linger} s", {
-        lines: undelivered,
-        endpoint: formatHostPort(endpoint),
-        linger,
-      });
-    }
-    if (commandCode !== 0) return commandCode;
-    return lost > 0 ? 1 : 0;
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInt);
-    Deno.removeSignalListener("SIGTERM", onTerm);
-  }
+  const handlers = [["SIGINT", on("SIGINT")], ["SIGTERM", on("SIGTERM")]] as const;
+  for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
+  return {
+    [Symbol.dispose]() {
+      for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+    },
+  };
 }
