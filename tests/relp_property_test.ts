@@ -123,6 +123,47 @@ Deno.test("RelpFrameParser: any split of a valid frame stream gives the same fra
   );
 });
 
+Deno.test("RelpFrameParser with oversize truncate: any split of a stream with over-long frames gives each frame cut to maxData, with its DATALEN", () => {
+  const limit = 40;
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          txnr: fc.integer({ min: 0, max: RELP_MAX_TXNR }),
+          command: fc.stringMatching(/^[a-z]{1,32}$/),
+          data: fc.uint8Array({ maxLength: 200 }),
+        }),
+        { minLength: 1, maxLength: 10 },
+      ),
+      fc.array(fc.nat(), { maxLength: 20 }),
+      (frames, cuts) => {
+        const input = concat(frames.map((f) => encodeRelpFrame(f.txnr, f.command, f.data)));
+        const parser = new RelpFrameParser({ maxData: limit, oversize: "truncate" });
+        const seen: { txnr: number; command: string; data: Uint8Array; datalen: number }[] = [];
+        const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+        let from = 0;
+        for (const to of [...points, input.length]) {
+          parser.push(input.subarray(from, to), (txnr, command, data, datalen) => {
+            seen.push({ txnr, command, data: data.slice(), datalen });
+          });
+          from = to;
+        }
+        assert.ok(parser.idle);
+        assert.deepEqual(
+          seen,
+          frames.map((f) => ({
+            txnr: f.txnr,
+            command: f.command,
+            data: f.data.slice(0, limit),
+            datalen: f.data.length,
+          })),
+        );
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
 Deno.test("RelpFrameParser: a mutated valid stream gives the frames before the damage and a RelpFrameError or well-formed frames", () => {
   fc.assert(
     fc.property(
