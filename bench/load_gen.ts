@@ -20,7 +20,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { isLoopback, monotonicMicros, UdpBatchSender } from "./libc.ts";
+import { bytesOf, findUdpSocket, libc, libcError } from "../lib/ffi/libc.ts";
+import { DatagramBatch } from "../lib/ffi/udp_batch.ts";
+import { sleep } from "../lib/util/sleep.ts";
+import { monotonicMicros } from "./clock.ts";
 import { MAX_SEQ, stamp, template } from "./message.ts";
 
 /** What to send. */
@@ -57,9 +60,59 @@ export interface LoadResult {
 }
 
 const BATCH = 1024;
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
+/** Full-send-buffer waits (1 ms each) in a row before the rest of a batch counts as failed. */
+const MAX_STALLS = 100;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function isLoopback(host: string): boolean {
+  return /^127\.\d+\.\d+\.\d+$/.test(host) || host === "localhost";
+}
+
+/**
+ * A UDP socket of Deno's with lib/ffi's `sendmmsg` batch on it: sends
+ * `count` stamped messages starting at `first`, re-stamping and re-sending
+ * what a full send buffer did not take; returns how many the kernel took.
+ */
+function udpSender(
+  host: string,
+  port: number,
+  message: Uint8Array,
+): { send: (first: number, count: number) => Promise<number>; close: () => void } {
+  const lib = libc();
+  if (!lib) throw new Error(`load_gen: UDP needs glibc for sendmmsg (${libcError()})`);
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const fd = findUdpSocket(lib, socket.addr as Deno.NetAddr);
+  if (fd < 0) {
+    socket.close();
+    throw new Error("load_gen: cannot find the UDP socket's descriptor");
+  }
+  const size = new Int32Array([4 << 20]);
+  if (lib.symbols.setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytesOf(size), 4) !== 0) {
+    lib.symbols.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, bytesOf(size), 4);
+  }
+  const batch = new DatagramBatch(lib, fd, {
+    count: BATCH,
+    slotBytes: message.length,
+    to: { host, port },
+  });
+  for (let i = 0; i < BATCH; i++) batch.slot(i).set(message);
+  const lengths = new Uint32Array(BATCH).fill(message.length);
+  const send = async (first: number, count: number): Promise<number> => {
+    let done = 0;
+    let stalls = 0;
+    while (done < count && stalls <= MAX_STALLS) {
+      const now = monotonicMicros();
+      for (let i = 0; i < count - done; i++) stamp(batch.slot(i), 0, first + done + i, now);
+      const n = batch.send(lengths, count - done);
+      done += n;
+      if (n > 0) stalls = 0;
+      else if (++stalls <= MAX_STALLS) await sleep(1);
+    }
+    return done;
+  };
+  return { send, close: () => socket.close() };
 }
 
 /** Sends the load; resolves when done. */
@@ -77,17 +130,7 @@ export async function generate(options: LoadOptions): Promise<LoadResult> {
   let sendBatch: (first: number, count: number) => Promise<number>;
   let close: () => void;
   if (options.transport === "udp") {
-    const sender = new UdpBatchSender(options.host, options.port, BATCH, size);
-    for (let i = 0; i < BATCH; i++) {
-      sender.slot(i).set(message);
-      sender.setLength(i, size);
-    }
-    sendBatch = (first, count) => {
-      const now = monotonicMicros();
-      for (let i = 0; i < count; i++) stamp(sender.slot(i), 0, first + i, now);
-      return Promise.resolve(sender.send(count));
-    };
-    close = () => sender.close();
+    ({ send: sendBatch, close } = udpSender(options.host, options.port, message));
   } else {
     const conn = await Deno.connect({ hostname: options.host, port: options.port });
     conn.setNoDelay(true);

@@ -7,7 +7,7 @@
  * <14>Nov 21 10:00:00 benchhost bench: seq=0000000042 t=0001234567890123 pad xxxx...
  * ```
  *
- * `t` is CLOCK_MONOTONIC in microseconds ({@linkcode monotonicMicros}), the
+ * `t` is CLOCK_MONOTONIC in microseconds (`monotonicMicros` of clock.ts), the
  * same clock the receiver reads, so receive time minus `t` is the latency.
  *
  * @module

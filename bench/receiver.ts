@@ -1,6 +1,7 @@
 /**
- * The counting receiver: a UDP socket (read with `recvmmsg`) and a TCP
- * listener (RFC 6587 octet counting, or newline framing) on loopback that
+ * The counting receiver: a UDP socket (read with lib/ffi's `recvmmsg`) and a
+ * TCP listener (RFC 6587 octet counting or newline framing, deframed by
+ * lib/framing/syslog.ts) on loopback that
  * count the unique sequence numbers of the bench's messages and record each
  * one's latency, receive time minus the send time inside it (both
  * CLOCK_MONOTONIC of this machine).
@@ -8,7 +9,11 @@
  * @module
  */
 
-import { monotonicMicros, UdpBatchReceiver } from "./libc.ts";
+import { libc, libcError } from "../lib/ffi/libc.ts";
+import { enlargeReceiveBuffer } from "../lib/ffi/socket_tuning.ts";
+import { DatagramBatch } from "../lib/ffi/udp_batch.ts";
+import { SyslogFramer } from "../lib/framing/syslog.ts";
+import { monotonicMicros } from "./clock.ts";
 import { parse } from "./message.ts";
 
 /** Latency figures in milliseconds. */
@@ -98,49 +103,57 @@ export class Counter {
   }
 }
 
-/** Cuts a TCP byte stream into syslog messages (octet counting, else newline framing). */
-class Deframer {
-  #carry = new Uint8Array(0);
+/**
+ * A loopback UDP socket of Deno's: after each `receive()` wake-up, lib/ffi's
+ * `recvmmsg` batch takes everything else queued (64 MiB receive buffer).
+ */
+class UdpReceiver {
+  readonly port: number;
+  readonly #socket: Deno.DatagramConn;
+  readonly #loop: Promise<void>;
 
-  constructor(readonly onMessage: (buf: Uint8Array, start: number, end: number) => void) {}
-
-  push(chunk: Uint8Array): void {
-    let buf = chunk;
-    if (this.#carry.length > 0) {
-      buf = new Uint8Array(this.#carry.length + chunk.length);
-      buf.set(this.#carry);
-      buf.set(chunk, this.#carry.length);
+  constructor(onDatagram: (buf: Uint8Array, start: number, end: number, now: number) => void) {
+    const lib = libc();
+    if (!lib) throw new Error(`receiver: UDP needs glibc for recvmmsg (${libcError()})`);
+    this.#socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const address = this.#socket.addr as Deno.NetAddr;
+    this.port = address.port;
+    const tuned = enlargeReceiveBuffer(address, 64 << 20);
+    if ("error" in tuned) {
+      this.#socket.close();
+      throw new Error(`receiver: ${tuned.error}`);
     }
-    let pos = 0;
-    while (pos < buf.length) {
-      const c = buf[pos]!;
-      if (c >= 0x30 && c <= 0x39) {
-        // octet counting: LEN SP MSG
-        let len = 0;
-        let i = pos;
-        while (i < buf.length && buf[i]! >= 0x30 && buf[i]! <= 0x39) {
-          len = len * 10 + buf[i++]! - 0x30;
-        }
-        if (i >= buf.length) break; // the length is cut
-        if (buf[i] !== 0x20) throw new Error("receiver: bad octet-counting frame");
-        if (i + 1 + len > buf.length) break;
-        this.onMessage(buf, i + 1, i + 1 + len);
-        pos = i + 1 + len;
-      } else {
-        const nl = buf.indexOf(0x0a, pos);
-        if (nl < 0) break;
-        this.onMessage(buf, pos, nl);
-        pos = nl + 1;
+    const batch = new DatagramBatch(lib, tuned.fd, { count: 1024, slotBytes: 2048 });
+    this.#loop = this.#receive(batch, onDatagram);
+  }
+
+  async #receive(
+    batch: DatagramBatch,
+    onDatagram: (buf: Uint8Array, start: number, end: number, now: number) => void,
+  ): Promise<void> {
+    const first = new Uint8Array(2048);
+    try {
+      for (;;) {
+        const [data] = await this.#socket.receive(first);
+        const now = monotonicMicros();
+        onDatagram(data, 0, data.length, now);
+        batch.drain((buf, start, end) => onDatagram(buf, start, end, now));
       }
+    } catch {
+      // closed
     }
-    this.#carry = buf.slice(pos);
+  }
+
+  async close(): Promise<void> {
+    this.#socket.close();
+    await this.#loop;
   }
 }
 
 /** The UDP and TCP receivers, feeding one {@linkcode Counter}. */
 export class Receiver implements AsyncDisposable {
   readonly counter = new Counter();
-  readonly #udp: UdpBatchReceiver;
+  readonly #udp: UdpReceiver;
   readonly #tcp: Deno.TcpListener;
   readonly #conns = new Set<Deno.TcpConn>();
   #accepting: Promise<void>;
@@ -148,9 +161,10 @@ export class Receiver implements AsyncDisposable {
   readonly tcpPort: number;
 
   constructor() {
-    this.#udp = new UdpBatchReceiver(0);
+    this.#udp = new UdpReceiver((buf, start, end, now) =>
+      this.counter.record(buf, start, end, now)
+    );
     this.udpPort = this.#udp.port;
-    this.#udp.start((buf, start, end, now) => this.counter.record(buf, start, end, now));
     this.#tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.tcpPort = (this.#tcp.addr as Deno.NetAddr).port;
     this.#accepting = this.#accept();
@@ -170,13 +184,14 @@ export class Receiver implements AsyncDisposable {
   async #read(conn: Deno.TcpConn): Promise<void> {
     const buf = new Uint8Array(256 * 1024);
     let now = 0;
-    const deframer = new Deframer((b, s, e) => this.counter.record(b, s, e, now));
+    const framer = new SyslogFramer();
+    const record = (b: Uint8Array, s: number, e: number) => this.counter.record(b, s, e, now);
     try {
       while (true) {
         const n = await conn.read(buf);
         if (n === null) break;
         now = monotonicMicros();
-        deframer.push(buf.subarray(0, n));
+        framer.push(buf.subarray(0, n), record);
       }
     } catch {
       // reset by the peer or closed

@@ -34,7 +34,7 @@ import {
 } from "../tests/helpers.ts";
 import { startPull, startServe } from "../tests/relay.ts";
 import { loadTlsMaterial, type TlsMaterial } from "../lib/tls/policy.ts";
-import { monotonicMicros } from "./libc.ts";
+import { monotonicMicros } from "./clock.ts";
 import type { LoadResult } from "./load_gen.ts";
 import { type Counted, Receiver } from "./receiver.ts";
 import { cpuSeconds, initClockTicks, killAll, peakRss, stop, track, udpDrops } from "./procs.ts";
