@@ -318,11 +318,6 @@ export class FrameSplitter {
     this.#maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   }
 
-  /** Bytes held back, waiting for the rest of a frame. */
-  get pendingBytes(): number {
-    return this.#pendingLength;
-  }
-
   /** Adds a chunk; returns the whole frames now available (possibly empty). */
   push(chunk: Uint8Array): Uint8Array {
     let buf = chunk;

@@ -306,11 +306,12 @@ export class PullClient {
       for await (const chunk of socket as AsyncIterable<Uint8Array>) {
         lastReceived = Date.now();
         // Whole frames of the chunk; a run of entries goes to the sink in one write.
-        const whole = splitter.push(chunk);
-        if (whole.length === 0) continue;
-        frame.reset(whole);
-        batch.reset(whole);
+        let whole: Uint8Array;
         try {
+          whole = splitter.push(chunk);
+          if (whole.length === 0) continue;
+          frame.reset(whole);
+          batch.reset(whole);
           while (frame.next()) {
             const type = frame.type;
             if (isEntry(type)) {
