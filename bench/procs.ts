@@ -99,25 +99,3 @@ export async function killAll(): Promise<void> {
     }
   }
 }
-
-/**
- * Datagrams the kernel dropped for the IPv4 UDP socket bound to `port` on
- * 127.0.0.1 or 0.0.0.0 (the `drops` column of /proc/net/udp: receive buffer
- * full), or NaN when there is none.
- */
-export function udpDrops(port: number): number {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  let total = NaN;
-  try {
-    for (const line of Deno.readTextFileSync("/proc/net/udp").split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 13) continue;
-      const [address, localPort] = fields[1]!.split(":");
-      if (localPort !== hexPort || (address !== "0100007F" && address !== "00000000")) continue;
-      total = (Number.isNaN(total) ? 0 : total) + Number(fields.at(-1));
-    }
-  } catch {
-    // no /proc/net/udp
-  }
-  return total;
-}

@@ -37,7 +37,9 @@ import { loadTlsMaterial, type TlsMaterial } from "../lib/tls/policy.ts";
 import { monotonicMicros } from "./clock.ts";
 import type { LoadResult } from "./load_gen.ts";
 import { type Counted, Receiver } from "./receiver.ts";
-import { cpuSeconds, initClockTicks, killAll, peakRss, stop, track, udpDrops } from "./procs.ts";
+import { cpuSeconds, initClockTicks, killAll, peakRss, stop, track } from "./procs.ts";
+import { udpDrops as kernelUdpDrops } from "../lib/ops/metrics.ts";
+import { sleep } from "../lib/util/sleep.ts";
 import { type CatchUpResult, readMessages } from "./catchup_client.ts";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -312,8 +314,9 @@ interface RunResult {
 let seqBase = 0;
 const SEQ_SPAN = 100_000_000;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** The kernel's drops for the UDP socket on `port`, NaN when unknown. */
+function udpDrops(port: number): number {
+  return kernelUdpDrops(port) ?? NaN;
 }
 
 async function generateLoad(
