@@ -35,8 +35,6 @@ interface Family {
 export interface Counter {
   /** Adds `n` (default 1). */
   inc(n?: number): void;
-  /** The current value. */
-  readonly value: number;
 }
 
 /**
@@ -69,9 +67,6 @@ export class Metrics {
     return {
       inc(n = 1) {
         (entry.value as number) += n;
-      },
-      get value() {
-        return entry.value as number;
       },
     };
   }

@@ -80,11 +80,6 @@ export class TlsReloader implements Disposable {
     if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", this.#onSignal);
   }
 
-  /** The material in use. */
-  get current(): TlsMaterial {
-    return this.#current;
-  }
-
   /** Reads the files again; keeps the old material if the new one is bad. */
   reload(): Promise<void> {
     this.#reloading = this.#reloading.then(async () => {
