@@ -12,6 +12,7 @@ import {
   parseEntryLine,
   SyslogFormatter,
 } from "../lib/framing/journal_entry.ts";
+import { ExportParser, JournalExportError } from "../lib/framing/journal_export.ts";
 import { SystemdJournalReader } from "../lib/sources/systemd_journal.ts";
 import { isJournalCursor, parseCursorFile } from "../lib/state/journal_cursor.ts";
 
@@ -292,5 +293,122 @@ Deno.test("property: a cursor file is read back exactly as written; any other te
       assert.equal(parseCursorFile(JSON.stringify({ version: 1, cursor: cursor + "g" })), null);
     }),
     { numRuns: 300 },
+  );
+});
+
+const exportKey = fc.constantFrom(
+  "MESSAGE",
+  "PRIORITY",
+  "_HOSTNAME",
+  "SYSLOG_IDENTIFIER",
+  "X_1",
+  "a",
+);
+const exportValue = fc.oneof(
+  fc.string({ unit: "grapheme", maxLength: 30 }).filter((s) => !s.includes("\n")),
+  fc.uint8Array({ maxLength: 30 }),
+);
+const exportEntryArb = fc.tuple(
+  fc.string({ maxLength: 30 }).filter((s) => !s.includes("\n")),
+  fc.array(fc.tuple(exportKey, exportValue), { maxLength: 8 }),
+);
+
+/** Export format of [cursor, fields], and the entry the parser should give. */
+function exportOf([cursor, fields]: [string, [string, string | Uint8Array][]]) {
+  const parts: Uint8Array[] = [encoder.encode(`__CURSOR=${cursor}\n`)];
+  const want: Record<string, unknown> = { __CURSOR: cursor };
+  const repeated = new Set<string>();
+  for (const [key, value] of fields) {
+    let v: string | number[];
+    if (typeof value === "string") {
+      parts.push(encoder.encode(`${key}=${value}\n`));
+      v = value;
+    } else {
+      const length = new Uint8Array(8);
+      new DataView(length.buffer).setUint32(0, value.length, true);
+      parts.push(encoder.encode(`${key}\n`), length, value, encoder.encode("\n"));
+      v = Array.from(value);
+    }
+    if (!(key in want)) want[key] = v;
+    else if (repeated.has(key)) (want[key] as unknown[]).push(v);
+    else {
+      want[key] = [want[key], v];
+      repeated.add(key);
+    }
+  }
+  parts.push(encoder.encode("\n"));
+  return { parts, want };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+Deno.test("property: the export parser gives every entry however the stream is cut, repeated fields as arrays, binary as bytes", () => {
+  fc.assert(
+    fc.property(
+      fc.array(exportEntryArb, { minLength: 1, maxLength: 6 }),
+      fc.array(fc.nat(), { maxLength: 8 }),
+      (entries, cuts) => {
+        const made = entries.map(exportOf);
+        const all = concat(made.flatMap((m) => m.parts));
+        const points = [...new Set(cuts.map((c) => c % all.length)), all.length].sort((a, b) =>
+          a - b
+        );
+        const parser = new ExportParser();
+        const got: JournalEntry[] = [];
+        let from = 0;
+        for (const point of points) {
+          parser.push(all.subarray(from, point), (e) => got.push(e));
+          from = point;
+        }
+        assert.deepEqual(got, made.map((m) => m.want));
+        assert.equal(parser.inEntry, false);
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+Deno.test("property: the export parser on arbitrary or mutated bytes throws only JournalExportError, and keeps at most maxFieldBytes of a value", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.array(exportEntryArb, { minLength: 1, maxLength: 4 }),
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+      (junk, entries, mutations) => {
+        for (const bytes of [junk, concat(entries.map(exportOf).flatMap((m) => m.parts))]) {
+          const mutated = bytes.slice();
+          for (const [at, byte] of mutations) {
+            if (mutated.length > 0) mutated[at % mutated.length] = byte;
+          }
+          const parser = new ExportParser({ maxFieldBytes: 16 });
+          try {
+            parser.push(mutated, (e) => {
+              assert.equal(typeof e.__CURSOR, "string");
+              for (const v of Object.values(e)) {
+                const values = (Array.isArray(v) && typeof v[0] !== "number" ? v : [v]) as (
+                  | string
+                  | number[]
+                )[];
+                for (const one of values) {
+                  const length = typeof one === "string" ? encoder.encode(one).length : one.length;
+                  assert.ok(length <= 16 * 3, "a value kept to maxFieldBytes (U+FFFD may widen)");
+                }
+              }
+            });
+          } catch (error) {
+            assert.ok(error instanceof JournalExportError, String(error));
+          }
+        }
+      },
+    ),
+    { numRuns: 400 },
   );
 });
