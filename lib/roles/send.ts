@@ -13,6 +13,7 @@ import { errorMessage } from "../util/errors.ts";
 import { formatHostPort } from "../util/address.ts";
 import { DEFAULT_MAX_LINE, LineSplitStream } from "../framing/lines.ts";
 import { log } from "../util/log.ts";
+import { shutdownSignal } from "../util/shutdown.ts";
 import { loadTlsMaterial } from "../tls/policy.ts";
 import { parseTlsFlags } from "../tls/flags.ts";
 import { LineSender } from "../sinks/line_sender.ts";
@@ -196,10 +197,9 @@ export async function run(args: string[]): Promise<number> {
 }
 
 /**
- * SIGINT and SIGTERM: the first goes on to COMMAND (which then ends the
- * input by exiting), or without COMMAND ends the input; a second kills
- * COMMAND and aborts `hardStop` (stop at once). `lib/util/shutdown.ts` does
- * not fit here: it cannot say which signal came, and exits on the second.
+ * First signal: forwarded to COMMAND, or (without COMMAND) it ends the input;
+ * a second one kills COMMAND and aborts `hardStop` (stop at once, after what
+ * can be said about undelivered lines).
  */
 function handleSignals(
   child: Deno.ChildProcess | undefined,
@@ -213,23 +213,12 @@ function handleSignals(
       // already exited
     }
   };
-  let signals = 0;
-  const on = (signal: Deno.Signal) => () => {
-    signals++;
-    if (signals > 1) {
+  const shutdown = shutdownSignal({
+    onFirst: (signal) => child ? kill(signal) : inputEnded.abort(),
+    onSecond: () => {
       kill("SIGKILL");
       hardStop.abort();
-    } else if (child) {
-      kill(signal);
-    } else {
-      inputEnded.abort();
-    }
-  };
-  const handlers = [["SIGINT", on("SIGINT")], ["SIGTERM", on("SIGTERM")]] as const;
-  for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
-  return {
-    [Symbol.dispose]() {
-      for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
     },
-  };
+  });
+  return shutdown;
 }
