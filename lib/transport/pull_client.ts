@@ -102,6 +102,18 @@ export interface PullClientOptions {
   signal?: AbortSignal;
 }
 
+/** The counters of each upstream: metric name and help. */
+const COUNTERS = {
+  messages: ["reclog_pull_messages_total", "Messages handed to the sink"],
+  bytes: ["reclog_pull_bytes_total", "Bytes of frames handed to the sink"],
+  reconnects: ["reclog_pull_reconnects_total", "Reconnection attempts"],
+  lost: ["reclog_pull_lost_messages_total", "Messages the server reported lost"],
+  refused: [
+    "reclog_pull_refused_messages_total",
+    "Messages the sink could not take (e.g. too large for a UDP datagram)",
+  ],
+} as const;
+
 /**
  * A `pull` connection that never gives up.
  *
@@ -130,13 +142,7 @@ export class PullClient {
   #epoch: string | undefined;
   #lastTime = 0;
   #disconnectedSince: Date | undefined = new Date();
-  readonly #counters: {
-    messages?: Counter;
-    bytes?: Counter;
-    reconnects?: Counter;
-    lost?: Counter;
-    refused?: Counter;
-  } = {};
+  readonly #counters: { -readonly [K in keyof typeof COUNTERS]?: Counter } = {};
 
   /**
    * Makes a client and registers its metrics; nothing connects until
@@ -148,31 +154,9 @@ export class PullClient {
     const metrics = options.metrics;
     if (metrics) {
       const labels = { upstream: this.#server };
-      this.#counters.messages = metrics.counter(
-        "reclog_pull_messages_total",
-        "Messages handed to the sink",
-        labels,
-      );
-      this.#counters.bytes = metrics.counter(
-        "reclog_pull_bytes_total",
-        "Bytes of frames handed to the sink",
-        labels,
-      );
-      this.#counters.reconnects = metrics.counter(
-        "reclog_pull_reconnects_total",
-        "Reconnection attempts",
-        labels,
-      );
-      this.#counters.lost = metrics.counter(
-        "reclog_pull_lost_messages_total",
-        "Messages the server reported lost",
-        labels,
-      );
-      this.#counters.refused = metrics.counter(
-        "reclog_pull_refused_messages_total",
-        "Messages the sink could not take (e.g. too large for a UDP datagram)",
-        labels,
-      );
+      for (const [key, [name, help]] of Object.entries(COUNTERS)) {
+        this.#counters[key as keyof typeof COUNTERS] = metrics.counter(name, help, labels);
+      }
       metrics.gauge(
         "reclog_pull_connected",
         "1 while streaming",
