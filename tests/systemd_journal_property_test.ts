@@ -232,6 +232,7 @@ Deno.test("property: the reader splits journalctl's output into entries however 
           await Deno.chmod(`${dir}/journalctl`, 0o755);
           const reader = new SystemdJournalReader({
             journalctl: `${dir}/journalctl`,
+            output: "json",
             maxLineBytes: 8192, // above any entryArb line (~5 KB at most)
             detectGaps: false,
           });

@@ -392,7 +392,11 @@ Deno.test("lines that are too long or not entries are counted and skipped, the r
     }'\nexec sleep 30\n`,
   );
   await Deno.chmod(script, 0o755);
-  await using reader = new SystemdJournalReader({ journalctl: script, maxLineBytes: 4096 });
+  await using reader = new SystemdJournalReader({
+    journalctl: script,
+    output: "json",
+    maxLineBytes: 4096,
+  });
   const got = collect(reader);
   await waitFor(() => got.records.length >= 3, { what: "3 good entries" });
   await reader.close();

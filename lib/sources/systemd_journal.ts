@@ -1,14 +1,19 @@
 /**
- * Reads the systemd journal by following `journalctl --output=json`, and
+ * Reads the systemd journal by following `journalctl --output=export` (format
+ * `rfc5424`; `--output=json` for format `json`, or with `output: "json"`), and
  * hands on batches of entries already formatted as syslog messages (see
  * {@linkcode SyslogFormatter} for the field mapping), each with its cursor
  * and sequence number, and the sequence-number gaps it noticed.
  *
  * How journalctl is run (systemd 252):
- * `journalctl [--directory=DIR] --follow --merge --output=json --all --quiet
+ * `journalctl [--directory=DIR] --follow --merge --output=export|json --all --quiet
  * --no-pager [--cursor=C --no-tail | --no-tail | --lines=0] [--output-fields=F,...]
  * [--priority=P] [MATCH...]` (`--output-fields`: for `rfc5424`, the mapped
  * fields and the structured-data fields only).
+ * - `--output=export`: 252 prints it about 3x faster than JSON (journalctl is
+ *   the bottleneck), binary fields come as raw bytes, and an over-long value
+ *   is cut instead of the whole entry skipped; parsed by `ExportParser` into
+ *   the same entries as the JSON (the real-file tests compare both).
  * - `--merge`: without it, `--follow` shows only the newest boot, so entries
  *   of the previous boot after a saved cursor would be lost.
  * - `--no-tail` with `--cursor` as well: `--follow` implies `--lines=10`,
@@ -31,119 +36,30 @@
 
 import { log } from "../util/log.ts";
 import { sleep } from "../util/sleep.ts";
+import { ExportParser, JournalExportError } from "../framing/journal_export.ts";
 import {
   cursorPosition,
+  type JournalEntry,
   JournalLineError,
   parseEntryLine,
-  type SyslogFormatOptions,
   SyslogFormatter,
 } from "../framing/journal_entry.ts";
 
-/** One journal entry handed on. */
-export interface JournalRecord {
-  /** The entry's cursor (`__CURSOR`): save it after the message is kept, resume after it. */
-  cursor: string;
-  /** The sequence number id (`s=` of the cursor), or "" if the cursor has none. */
-  seqnumId: string;
-  /** The sequence number (`i=` of the cursor), or -1 if the cursor has none. */
-  seqnum: number;
-  /** The formatted message (a view into the batch's buffer). */
-  message: Uint8Array;
-}
+import type {
+  JournalBatch,
+  JournalGap,
+  JournalReaderStats,
+  JournalRecord,
+  SystemdJournalReaderOptions,
+} from "./systemd_journal_types.ts";
 
-/** Entries that were in the journal but are gone: numbers `from` to `to`, inclusive. */
-export interface JournalGap {
-  /** Their sequence number id. */
-  seqnumId: string;
-  /** First number missing. */
-  from: number;
-  /** Last number missing. */
-  to: number;
-  /** How many: `to - from + 1`. */
-  count: number;
-}
-
-/** What one step of the reader hands on. */
-export interface JournalBatch {
-  /** The entries, oldest first (possibly none when only gaps are reported). */
-  records: JournalRecord[];
-  /** Gaps noticed before or between these entries. */
-  gaps: JournalGap[];
-  /**
-   * The cursor of the last entry read so far, these included (also past
-   * entries the formatter dropped, so they are not read again): what to save
-   * once the records are kept.
-   */
-  cursor: string | undefined;
-}
-
-/** Counters of a reader. */
-export interface JournalReaderStats {
-  /** Entries handed on. */
-  entries: number;
-  /** Entries missing, summed over the gaps. */
-  lost: number;
-  /** Lines that were not journal entries (skipped). */
-  malformed: number;
-  /** Lines longer than {@linkcode SystemdJournalReaderOptions.maxLineBytes} (skipped). */
-  oversize: number;
-  /** Messages cut to the formatter's maxBytes. */
-  truncated: number;
-  /** JSON lines dropped for their length (format json). */
-  dropped: number;
-  /** Times journalctl was restarted. */
-  restarts: number;
-}
-
-/** Options for {@linkcode SystemdJournalReader}. */
-export interface SystemdJournalReaderOptions {
-  /** A directory of journal files (`--directory`); without it the local journal. */
-  directory?: string;
-  /**
-   * journalctl matches, `FIELD=value` (field: `A-Z`, `0-9`, `_`), or `+` between
-   * groups for OR, e.g. `["_SYSTEMD_UNIT=nginx.service"]`.
-   * @default {[]}
-   */
-  matches?: string[];
-  /** journalctl `--priority`: `warning`, `0..4`, `err..crit`. */
-  priority?: string;
-  /** Continue after this entry (a saved {@linkcode JournalRecord.cursor}). */
-  afterCursor?: string;
-  /**
-   * Without a cursor: read from the oldest entry (`start`) or only what comes
-   * next (`end`).
-   * @default {"start"}
-   */
-  from?: "start" | "end";
-  /** How entries become messages. */
-  format?: SyslogFormatOptions;
-  /**
-   * Report sequence-number gaps.
-   * @default {true without matches and priority, false with them}
-   */
-  detectGaps?: boolean;
-  /**
-   * Longest JSON line read, bytes; a longer one is skipped and counted.
-   * @default {1048576}
-   */
-  maxLineBytes?: number;
-  /**
-   * The journalctl program.
-   * @default {"journalctl"}
-   */
-  journalctl?: string;
-  /**
-   * First wait before restarting journalctl, ms; doubles up to 5 s.
-   * @default {200}
-   */
-  restartDelayMs?: number;
-  /** Called each time journalctl was started (its output is read next). */
-  onStart?: () => void;
-  /** Called when journalctl cannot be run (then retried with back-off). */
-  onError?: (error: Error) => void;
-  /** Stops the reader. */
-  signal?: AbortSignal;
-}
+export type {
+  JournalBatch,
+  JournalGap,
+  JournalReaderStats,
+  JournalRecord,
+  SystemdJournalReaderOptions,
+} from "./systemd_journal_types.ts";
 
 const PRIORITY =
   /^(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?$/;
@@ -186,6 +102,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
   readonly #formatter: SyslogFormatter;
   readonly #detectGaps: boolean;
   readonly #maxLine: number;
+  readonly #export: boolean;
   readonly #controller = new AbortController();
   readonly #lastSeq = new Map<string, number>();
   #cursor: string | undefined;
@@ -217,6 +134,11 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     this.#detectGaps = options.detectGaps ??
       ((options.matches ?? []).length === 0 && options.priority === undefined);
     this.#maxLine = options.maxLineBytes ?? 1 << 20;
+    const json = options.format?.format === "json";
+    if (json && options.output === "export") {
+      throw new RangeError("Cannot read the journal's export output for the json format");
+    }
+    this.#export = !json && (options.output ?? "export") === "export";
     this.#cursor = options.afterCursor;
     if (this.#cursor !== undefined) {
       const position = cursorPosition(this.#cursor);
@@ -250,7 +172,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     const args = [
       "--follow",
       "--merge",
-      "--output=json",
+      this.#export ? "--output=export" : "--output=json",
       "--all",
       "--quiet",
       "--no-pager",
@@ -324,102 +246,16 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     if (this.#controller.signal.aborted) this.#kill();
     const stderr = collectTail(child.stderr, 4096);
     const reader = child.stdout.getReader({ mode: "byob" });
-    let buf = new Uint8Array(READ_SIZE);
-    let have = 0; // bytes of an unfinished line at the start of buf
-    let skipping = false; // inside an over-long line, until its newline
-    let first = true;
+    const step: Step = { records: [], gaps: [], first: true, startCursor };
     try {
-      while (true) {
-        if (have === buf.length) {
-          // The unfinished line fills the buffer: grow, up to maxLine.
-          if (buf.length > this.#maxLine) {
-            this.#oversize++;
-            skipping = true;
-            have = 0;
-          } else {
-            const bigger = new Uint8Array(Math.min(buf.length * 2, this.#maxLine + 1));
-            bigger.set(buf);
-            buf = bigger;
-          }
-        }
-        const { value, done } = await reader.read(buf.subarray(have));
-        if (done || value === undefined) break;
-        buf = new Uint8Array(value.buffer);
-        const end = have + value.length;
-        const gaps: JournalGap[] = [];
-        const records: JournalRecord[] = [];
-        const cursors: string[] = [];
-        let start = 0;
-        const data = buf.subarray(0, end);
-        for (let lf = data.indexOf(LF, have); lf !== -1; lf = data.indexOf(LF, start)) {
-          const line = data.subarray(start, lf);
-          start = lf + 1;
-          if (skipping) {
-            skipping = false;
-            continue;
-          }
-          if (line.length > this.#maxLine) {
-            this.#oversize++;
-            continue;
-          }
-          if (line.length === 0) continue;
-          let entry;
-          try {
-            entry = parseEntryLine(line);
-          } catch (error) {
-            if (!(error instanceof JournalLineError)) throw error;
-            if (this.#malformed++ === 0) {
-              log("journal").warning("journalctl printed a line that is not an entry: {reason}", {
-                reason: error.message,
-              });
-            }
-            continue;
-          }
-          const cursor = entry.__CURSOR as string;
-          if (first) {
-            first = false;
-            if (cursor === startCursor) continue; // --cursor shows the saved entry again
-          }
-          const position = cursorPosition(cursor);
-          if (position && this.#detectGaps) {
-            const last = this.#lastSeq.get(position.seqnumId);
-            if (last !== undefined && position.seqnum > last + 1) {
-              const gap = {
-                seqnumId: position.seqnumId,
-                from: last + 1,
-                to: position.seqnum - 1,
-                count: position.seqnum - last - 1,
-              };
-              gaps.push(gap);
-              this.#lost += gap.count;
-            }
-          }
-          if (position) {
-            const last = this.#lastSeq.get(position.seqnumId);
-            if (last === undefined || position.seqnum > last) {
-              this.#lastSeq.set(position.seqnumId, position.seqnum);
-            }
-          }
-          this.#cursor = cursor;
-          if (!this.#formatter.append(entry, line)) continue;
-          cursors.push(cursor);
-          records.push({
-            cursor,
-            seqnumId: position?.seqnumId ?? "",
-            seqnum: position?.seqnum ?? -1,
-            message: EMPTY,
-          });
-        }
-        if (skipping) {
-          have = 0;
-        } else {
-          // Keep the unfinished line at the start of the next read.
-          buf.copyWithin(0, start, end);
-          have = end - start;
-        }
+      const batches = this.#export ? this.#readExport(reader, step) : this.#readLines(reader, step);
+      for await (const _ of batches) {
+        const { records, gaps } = step;
         const messages = this.#formatter.take();
         for (let i = 0; i < records.length; i++) records[i]!.message = messages[i]!;
         this.#entries += records.length;
+        step.records = [];
+        step.gaps = [];
         if (records.length > 0 || gaps.length > 0) yield { records, gaps, cursor: this.#cursor };
       }
     } finally {
@@ -435,6 +271,130 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
         });
       }
     }
+  }
+
+  /** Reads JSON lines into `step`, yielding after each read. */
+  async *#readLines(reader: ByobReader, step: Step): AsyncGenerator<void> {
+    let buf = new Uint8Array(READ_SIZE);
+    let have = 0; // bytes of an unfinished line at the start of buf
+    let skipping = false; // inside an over-long line, until its newline
+    while (true) {
+      if (have === buf.length) {
+        // The unfinished line fills the buffer: grow, up to maxLine.
+        if (buf.length > this.#maxLine) {
+          this.#oversize++;
+          skipping = true;
+          have = 0;
+        } else {
+          const bigger = new Uint8Array(Math.min(buf.length * 2, this.#maxLine + 1));
+          bigger.set(buf);
+          buf = bigger;
+        }
+      }
+      const { value, done } = await reader.read(buf.subarray(have));
+      if (done || value === undefined) return;
+      buf = new Uint8Array(value.buffer);
+      const end = have + value.length;
+      let start = 0;
+      const data = buf.subarray(0, end);
+      for (let lf = data.indexOf(LF, have); lf !== -1; lf = data.indexOf(LF, start)) {
+        const line = data.subarray(start, lf);
+        start = lf + 1;
+        if (skipping) {
+          skipping = false;
+          continue;
+        }
+        if (line.length > this.#maxLine) {
+          this.#oversize++;
+          continue;
+        }
+        if (line.length === 0) continue;
+        let entry;
+        try {
+          entry = parseEntryLine(line);
+        } catch (error) {
+          if (!(error instanceof JournalLineError)) throw error;
+          this.#badOutput(error.message);
+          continue;
+        }
+        this.#accept(entry, line, step);
+      }
+      if (skipping) {
+        have = 0;
+      } else {
+        // Keep the unfinished line at the start of the next read.
+        buf.copyWithin(0, start, end);
+        have = end - start;
+      }
+      yield;
+    }
+  }
+
+  /**
+   * Reads the export format into `step`, yielding after each read; bad
+   * framing ends the run (journalctl is restarted after the last entry).
+   */
+  async *#readExport(reader: ByobReader, step: Step): AsyncGenerator<void> {
+    const parser = new ExportParser({ maxFieldBytes: this.#maxLine });
+    let buf = new Uint8Array(READ_SIZE);
+    while (true) {
+      const { value, done } = await reader.read(buf);
+      if (done || value === undefined) return;
+      buf = new Uint8Array(value.buffer);
+      const truncated = parser.truncated;
+      try {
+        parser.push(value, (entry) => this.#accept(entry, undefined, step));
+      } catch (error) {
+        if (!(error instanceof JournalExportError)) throw error;
+        this.#badOutput(error.message);
+        yield;
+        return;
+      }
+      this.#oversize += parser.truncated - truncated;
+      yield;
+    }
+  }
+
+  #badOutput(reason: string): void {
+    if (this.#malformed++ === 0) {
+      log("journal").warning("journalctl printed something that is not an entry: {reason}", {
+        reason,
+      });
+    }
+  }
+
+  /** One entry read: gap check, cursor, formatted into the pending batch. */
+  #accept(entry: JournalEntry, line: Uint8Array | undefined, step: Step): void {
+    const cursor = entry.__CURSOR as string;
+    if (step.first) {
+      step.first = false;
+      if (cursor === step.startCursor) return; // --cursor shows the saved entry again
+    }
+    const position = cursorPosition(cursor);
+    if (position) {
+      const last = this.#lastSeq.get(position.seqnumId);
+      if (this.#detectGaps && last !== undefined && position.seqnum > last + 1) {
+        const count = position.seqnum - last - 1;
+        step.gaps.push({
+          seqnumId: position.seqnumId,
+          from: last + 1,
+          to: position.seqnum - 1,
+          count,
+        });
+        this.#lost += count;
+      }
+      if (last === undefined || position.seqnum > last) {
+        this.#lastSeq.set(position.seqnumId, position.seqnum);
+      }
+    }
+    this.#cursor = cursor;
+    if (!this.#formatter.append(entry, line)) return;
+    step.records.push({
+      cursor,
+      seqnumId: position?.seqnumId ?? "",
+      seqnum: position?.seqnum ?? -1,
+      message: EMPTY,
+    });
   }
 
   #kill(): void {
@@ -466,6 +426,17 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
 }
 
 const EMPTY = new Uint8Array(0);
+
+type ByobReader = ReadableStreamBYOBReader;
+
+/** What one read of journalctl's output adds up to. */
+interface Step {
+  records: JournalRecord[];
+  gaps: JournalGap[];
+  /** Whether the next entry is the run's first (`--cursor` repeats the saved one). */
+  first: boolean;
+  startCursor: string | undefined;
+}
 
 /** Reads a stream to its end, keeping only its last `max` bytes, as text. */
 async function collectTail(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {
