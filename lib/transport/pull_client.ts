@@ -1,7 +1,8 @@
 /**
  * The client side of `pull`: connects out over mutual TLS, greets with its
- * resume point, hands every batch of frames to the sink, and reconnects
- * forever with exponential back-off and jitter.
+ * resume point, checks every frame, hands each run of entries to the sink
+ * as a `FrameBatch` (messages indexed in place), and reconnects forever
+ * (`connect.ts`, `backoff.ts`: exponential back-off with jitter).
  *
  * @module
  */
