@@ -63,6 +63,18 @@ const EQUALS = 0x3d;
 const MAX_KEY = 256;
 const decoder = new TextDecoder();
 
+/** UTF-8 text of `bytes[start, end)`; short ASCII without TextDecoder (its call costs more). */
+function text(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start <= 64) {
+    let ascii = true;
+    for (let i = start; i < end && ascii; i++) ascii = bytes[i]! < 0x80;
+    if (ascii) {
+      return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+    }
+  }
+  return decoder.decode(bytes.subarray(start, end));
+}
+
 function validKey(key: Uint8Array, length: number): boolean {
   if (length === 0) return false;
   for (let i = 0; i < length; i++) {
@@ -104,6 +116,8 @@ export class ExportParser {
   #entry: JournalEntry = {};
   #repeated = new Set<string>();
   #fields = 0;
+  readonly #names = new Map<number, string>();
+  #name = "";
 
   /** Makes a parser; see {@linkcode ExportParserOptions}. */
   constructor(options: ExportParserOptions = {}) {
@@ -151,16 +165,12 @@ export class ExportParser {
           if (j === n) return;
           i = j + 1;
           if (chunk[j] === EQUALS) {
-            if (!validKey(this.#key, this.#keyLength)) {
-              throw new JournalExportError("bad field name");
-            }
+            this.#name = this.#keyName();
             this.#state = TEXT;
           } else if (this.#keyLength === 0) {
             this.#endEntry(onEntry);
           } else {
-            if (!validKey(this.#key, this.#keyLength)) {
-              throw new JournalExportError("bad field name");
-            }
+            this.#name = this.#keyName();
             this.#state = LENGTH;
             this.#lengthHave = 0;
           }
@@ -168,6 +178,12 @@ export class ExportParser {
         }
         case TEXT: {
           const j = chunk.indexOf(LF, i);
+          if (j !== -1 && this.#valueLength === 0 && j - i <= this.#max) {
+            // The whole value is in this chunk (the usual case): no copy.
+            this.#addField(text(chunk, i, j));
+            i = j + 1;
+            break;
+          }
           const end = j === -1 ? n : j;
           this.#keep(chunk, i, end);
           if (j === -1) return;
@@ -224,11 +240,32 @@ export class ExportParser {
     this.#valueLength += take;
   }
 
-  #endField(text: boolean): void {
-    const key = String.fromCharCode(...this.#key.subarray(0, this.#keyLength));
+  #endField(isText: boolean): void {
     const bytes = this.#value.subarray(0, this.#valueLength);
-    const value: JournalValue = text ? decoder.decode(bytes) : Array.from(bytes);
     if (this.#valueSeen > this.#valueLength) this.truncated++;
+    this.#addField(isText ? text(bytes, 0, bytes.length) : Array.from(bytes));
+  }
+
+  /** The field name read, as a string (cached: entries repeat the same few). */
+  #keyName(): string {
+    const key = this.#key;
+    const length = this.#keyLength;
+    let hash = length;
+    for (let i = 0; i < length; i++) hash = (hash * 31 + key[i]!) | 0;
+    const cached = this.#names.get(hash);
+    if (cached !== undefined && cached.length === length) {
+      let same = true;
+      for (let i = 0; i < length && same; i++) same = cached.charCodeAt(i) === key[i];
+      if (same) return cached;
+    }
+    if (!validKey(key, length)) throw new JournalExportError("bad field name");
+    const name = String.fromCharCode.apply(null, key.subarray(0, length) as unknown as number[]);
+    if (this.#names.size < 4096) this.#names.set(hash, name);
+    return name;
+  }
+
+  #addField(value: JournalValue): void {
+    const key = this.#name;
     const entry = this.#entry;
     const old = entry[key];
     if (old === undefined) {
