@@ -59,9 +59,9 @@ function isHostName(host: string): boolean {
     );
 }
 
-/** The parsed form of an endpoint URL such as `udp://127.0.0.1:514`. */
+/** The parsed form of an endpoint URL such as `udp://127.0.0.1:514` or `relp://127.0.0.1:2514`. */
 export type Endpoint =
-  | { kind: "udp" | "tcp"; host: string; port: number }
+  | { kind: "udp" | "tcp" | "relp"; host: string; port: number }
   | { kind: "unix"; path: string }
   | { kind: "stdout" };
 
@@ -71,14 +71,16 @@ export type EndpointKind = Endpoint["kind"];
 const SCHEME_TEXT: Record<EndpointKind, string> = {
   udp: "udp://",
   tcp: "tcp://",
+  relp: "relp://",
   unix: "unix://",
   stdout: "-",
 };
 
 /**
- * Parses `udp://HOST:PORT`, `tcp://HOST:PORT`, `unix:///PATH` or `-`.
- * A bare `HOST:PORT` means `defaultKind`. Only the kinds in `accept` are
- * taken; an error lists exactly those.
+ * Parses `udp://HOST:PORT`, `tcp://HOST:PORT`, `relp://HOST:PORT`,
+ * `unix:///PATH` or `-`. A bare `HOST:PORT` means `defaultKind`. Only the
+ * kinds in `accept` are taken (`relp` too only where the caller lists it or
+ * uses the default list); an error lists exactly those.
  *
  * @example Parse a sink URL
  * ```ts
@@ -90,7 +92,7 @@ export function parseEndpoint(
   value: string,
   flag: string,
   defaultKind: "udp" | "tcp",
-  accept: readonly EndpointKind[] = ["udp", "tcp", "unix", "stdout"],
+  accept: readonly EndpointKind[] = ["udp", "tcp", "relp", "unix", "stdout"],
 ): Endpoint {
   const expected = (): string => {
     const names = accept.map((kind) => SCHEME_TEXT[kind]);
@@ -112,7 +114,7 @@ export function parseEndpoint(
     }
     return { kind, path: rest };
   }
-  return { kind: kind as "udp" | "tcp", ...parseHostPort(rest, flag) };
+  return { kind: kind as "udp" | "tcp" | "relp", ...parseHostPort(rest, flag) };
 }
 
 /**
