@@ -18,8 +18,8 @@ import { peerIdentity } from "../tls/policy.ts";
  * import { openPlain } from "./tcp_stream.ts";
  * declare const conn: Deno.TcpConn;
  * const stream = openPlain(conn, "127.0.0.1:40000");
- * for (let chunk = await stream.read(4096); chunk; chunk = await stream.read(4096)) {
- *   console.log(chunk.length);
+ * for (let n = await stream.read(4096); n !== null; n = await stream.read(4096)) {
+ *   console.log(stream.buffer.subarray(0, n));
  * }
  * stream.close();
  * ```
@@ -29,11 +29,14 @@ export interface Stream {
   readonly peer: string;
   /** The TLS sender's certificate common name. */
   readonly commonName?: string;
+  /** Holds what the last {@linkcode Stream.read} returned, from index 0. */
+  readonly buffer: Uint8Array;
   /**
-   * The next bytes (at most `size` on plain TCP), valid until the next
-   * call; null at the end of the stream.
+   * Reads the next bytes (at most `size` on plain TCP) into `buffer`,
+   * valid until the next call; resolves with how many, null at the end of
+   * the stream.
    */
-  read(size: number): Promise<Uint8Array | null>;
+  read(size: number): Promise<number | null>;
   /** Half-closes: the sender sees the end, what it still sends is read. */
   closeWrite(): void;
   /** Closes; a pending read ends. Safe to call twice. */
@@ -52,14 +55,16 @@ export interface Stream {
  * ```
  */
 export function openPlain(conn: Deno.TcpConn, peer: string): Stream {
-  let buf = new Uint8Array(0);
+  let buf: Uint8Array = new Uint8Array(0);
   let closed = false;
   return {
     peer,
-    async read(size: number): Promise<Uint8Array | null> {
+    get buffer() {
+      return buf;
+    },
+    read(size: number): Promise<number | null> {
       if (buf.length !== size) buf = new Uint8Array(size);
-      const n = await conn.read(buf);
-      return n === null ? null : buf.subarray(0, n);
+      return conn.read(buf);
     },
     closeWrite() {
       conn.closeWrite().catch(() => {});
@@ -92,15 +97,20 @@ export function openTls(socket: tls.TLSSocket, peer: string): Stream {
   // The iterator rejects with the socket's errors; this keeps them from
   // also being reported as unhandled.
   socket.on("error", () => {});
+  let buf: Uint8Array = new Uint8Array(0);
   const chunks = socket[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
   return {
     peer,
     commonName: peerIdentity(socket)?.commonName,
-    async read(): Promise<Uint8Array | null> {
+    get buffer() {
+      return buf;
+    },
+    async read(): Promise<number | null> {
       const next = await chunks.next();
       if (next.done) return null;
       const chunk = next.value;
-      return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      buf = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      return chunk.byteLength;
     },
     closeWrite() {
       socket.end();
