@@ -20,6 +20,7 @@ import type { BatchHandler, Source } from "../batch.ts";
 import { RangeBatch } from "../batch.ts";
 import { describeFsError, errorMessage } from "../util/errors.ts";
 import { splitLines } from "../framing/lines.ts";
+import { globToRegExp } from "./glob.ts";
 import { log } from "../util/log.ts";
 
 /** Where a file was read to. */
@@ -482,31 +483,4 @@ async function openAt(path: string, offset: number): Promise<Open> {
   const stat = await file.stat();
   if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
   return { file, dev: stat.dev ?? 0, ino: stat.ino ?? 0, read: offset };
-}
-
-/**
- * A file-name glob (`*`, `?`, `[...]`) as a RegExp.
- *
- * @example Match rotated siblings
- * ```ts
- * import { globToRegExp } from "./file.ts";
- * globToRegExp("messages.*[0-9]").test("messages.1"); // true
- * ```
- */
-export function globToRegExp(glob: string): RegExp {
-  let source = "";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === "*") source += "[^/]*";
-    else if (c === "?") source += "[^/]";
-    else if (c === "[") {
-      const end = glob.indexOf("]", i + 1);
-      if (end < 0) source += "\\[";
-      else {
-        source += `[${glob.slice(i + 1, end).replace(/^!/, "^").replace(/\\/g, "\\\\")}]`;
-        i = end;
-      }
-    } else source += c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${source}$`);
 }
