@@ -1,5 +1,5 @@
 /**
- * `deno task chaos [--seconds N] [--rate N] [--via relp|tcp] [--keep]`: the
+ * `deno task chaos [--seconds N] [--rate N] [--via relp|tcp] [--in relp|tcp] [--out relp|tcp] [--keep]`: the
  * whole chain with real daemons, killed at random, counted at the end.
  *
  * A paced generator appends numbered lines to a file that two rsyslog A
@@ -15,7 +15,7 @@
  * each B file are counted and printed side by side.
  *
  * `--via tcp` runs chain 1 over TCP (omfwd octet-counted in, `--to tcp://`
- * out) instead of RELP, for comparison. Exit code 1 when chain 1 lost a
+ * out) instead of RELP, for comparison; `--in` and `--out` pick each end. Exit code 1 when chain 1 lost a
  * message or doubled more than 0.5 %.
  *
  * @module
@@ -129,20 +129,29 @@ async function strike(victims: Victims, signal: AbortSignal, log: string[]): Pro
   for (const d of down) d.start();
 }
 
-function parseFlags(): { seconds: number; rate: number; via: "relp" | "tcp"; keep: boolean } {
+type Via = "relp" | "tcp";
+
+function parseFlags(): {
+  seconds: number;
+  rate: number;
+  via: { in: Via; out: Via };
+  keep: boolean;
+} {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
       seconds: { type: "string", default: "180" },
       rate: { type: "string", default: "2000" },
       via: { type: "string", default: "relp" },
+      in: { type: "string" },
+      out: { type: "string" },
       keep: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: deno task chaos [--seconds N (180)] [--rate N (2000)] [--via relp|tcp] [--keep]",
+      "Usage: deno task chaos [--seconds N (180)] [--rate N (2000)] [--via relp|tcp] [--in relp|tcp] [--out relp|tcp] [--keep]",
     );
     Deno.exit(0);
   }
@@ -152,11 +161,18 @@ function parseFlags(): { seconds: number; rate: number; via: "relp" | "tcp"; kee
     console.error("chaos: --seconds and --rate take a positive number");
     Deno.exit(2);
   }
-  if (values.via !== "relp" && values.via !== "tcp") {
-    console.error(`chaos: --via '${values.via}': expected relp or tcp`);
+  const via = (flag: string, value: string): Via => {
+    if (value === "relp" || value === "tcp") return value;
+    console.error(`chaos: --${flag} '${value}': expected relp or tcp`);
     Deno.exit(2);
-  }
-  return { seconds, rate, via: values.via, keep: values.keep };
+  };
+  const both = via("via", values.via);
+  return {
+    seconds,
+    rate,
+    via: { in: via("in", values.in ?? both), out: via("out", values.out ?? both) },
+    keep: values.keep,
+  };
 }
 
 function freePort(): number {
@@ -169,7 +185,7 @@ async function reclogChain(
   dir: string,
   gen: string,
   certs: ChaosCerts,
-  via: "relp" | "tcp",
+  via: { in: Via; out: Via },
 ): Promise<{ a: Daemon; serve: Daemon; pull: Daemon; b: Daemon; file: string }> {
   const inPort = freePort();
   const mtlsPort = freePort();
@@ -179,7 +195,7 @@ async function reclogChain(
   const a = await rsyslogDaemon(
     "A(reclog)",
     `${dir}/a`,
-    rsyslogA(`${dir}/a`, gen, forwardAction(via, inPort)),
+    rsyslogA(`${dir}/a`, gen, forwardAction(via.in, inPort)),
   );
   const serve = new Daemon(
     "serve",
@@ -188,7 +204,7 @@ async function reclogChain(
       "serve",
       ...["--cert", certs.serverCert, "--key", certs.serverKey, "--ca", certs.ca],
       ...["--listen", `127.0.0.1:${mtlsPort}`],
-      ...["--syslog-in", `${via}://127.0.0.1:${inPort}`, "--spool", `${dir}/spool`],
+      ...["--syslog-in", `${via.in}://127.0.0.1:${inPort}`, "--spool", `${dir}/spool`],
     ]),
   );
   const pull = new Daemon(
@@ -198,13 +214,13 @@ async function reclogChain(
       "pull",
       ...["--server", `127.0.0.1:${mtlsPort}`, "--server-name", "localhost"],
       ...["--cert", certs.clientCert, "--key", certs.clientKey, "--ca", certs.ca],
-      ...["--to", `${via}://127.0.0.1:${homePort}`, "--state", `${dir}/pull.state`],
+      ...["--to", `${via.out}://127.0.0.1:${homePort}`, "--state", `${dir}/pull.state`],
     ]),
   );
   const b = await rsyslogDaemon(
     "B(reclog)",
     `${dir}/b`,
-    rsyslogB(`${dir}/b`, { kind: via, port: homePort }, file),
+    rsyslogB(`${dir}/b`, { kind: via.out, port: homePort }, file),
   );
   return { a, serve, pull, b, file };
 }
@@ -251,7 +267,7 @@ async function main(): Promise<number> {
     for (const d of all) stack.use(d);
     for (const d of all) d.start();
     console.log(
-      `chaos: ${total} messages at ${rate}/s for ${seconds} s; reclog chain via ${via}; in ${dir}`,
+      `chaos: ${total} messages at ${rate}/s for ${seconds} s; reclog chain in ${via.in}, out ${via.out}; in ${dir}`,
     );
     await sleep(3_000, controller.signal); // the daemons bind their ports
 
@@ -294,7 +310,7 @@ async function main(): Promise<number> {
     const rows: Array<[string, string, string]> = [
       [
         "chain",
-        `rsyslog A → serve → pull → rsyslog B (${via})`,
+        `rsyslog A → serve → pull → rsyslog B (in ${via.in}, out ${via.out})`,
         "rsyslog A → rsyslog B (RELP + TLS)",
       ],
       ["generated", String(total), String(total)],
