@@ -68,6 +68,9 @@ const USAGE = `deno task bench [flags]
   --flatness-rate N    msg/s of the flatness run (default 20000)
   --relp N             messages for the RELP throughput beside rsyslog's omrelp/imrelp (runs
                        bench/relp_bench.ts; default 200000, quick 50000; 0: none)
+  --serve-args "A B"   extra flags for every reclog serve of the rate sessions and the
+                       flatness run, e.g. "--journal-bytes 8MiB" (default none)
+  --pull-args "A B"    extra flags for every reclog pull (default none; --live is always given)
   --quick              rates 1000,10000,100000, UDP pipelines only, 2 s, 1 run, flatness
                        1.5 min, RELP 50k, catch-up of 200000: about 5 minutes
   --out FILE           raw figures (default bench/results/latest.json)
@@ -106,6 +109,8 @@ interface Options {
   flatnessMinutes: number;
   flatnessRate: number;
   relp: number;
+  serveArgs: string[];
+  pullArgs: string[];
   out: string;
 }
 
@@ -136,6 +141,8 @@ function parseOptions(args: string[]): Options {
       "flatness-minutes": { type: "string" },
       "flatness-rate": { type: "string", default: "20000" },
       relp: { type: "string" },
+      "serve-args": { type: "string", default: "" },
+      "pull-args": { type: "string", default: "" },
       quick: { type: "boolean", default: false },
       out: { type: "string", default: `${HERE}results/latest.json` },
       help: { type: "boolean", default: false },
@@ -178,6 +185,8 @@ function parseOptions(args: string[]): Options {
     flatnessMinutes: number(values["flatness-minutes"], quick ? 1.5 : 3, "flatness-minutes"),
     flatnessRate: number(values["flatness-rate"], 20000, "flatness-rate"),
     relp: number(values.relp, quick ? 50_000 : 200_000, "relp"),
+    serveArgs: values["serve-args"].split(/\s+/).filter((a) => a !== ""),
+    pullArgs: values["pull-args"].split(/\s+/).filter((a) => a !== ""),
     out: values.out,
   };
 }
@@ -247,6 +256,8 @@ interface Context {
   material: TlsMaterial;
   receiver: Receiver;
   sessions: number;
+  serveArgs: string[];
+  pullArgs: string[];
 }
 
 const isRsyslog = (key: PipelineKey) => key === "rsyslog" || key === "rsyslog-tcp";
@@ -310,11 +321,12 @@ async function startPipeline(
   }
   const tcpIn = key !== "reclog-udp";
   const tcpOut = key === "reclog-tcp";
-  const served = await startServe(certs, { tcp: tcpIn });
+  const served = await startServe(certs, { tcp: tcpIn, args: ctx.serveArgs });
   track(served.process);
   const pull = track(
     await startPull(certs, served.port, {
       to: tcpOut ? `tcp://127.0.0.1:${receiver.tcpPort}` : `udp://127.0.0.1:${receiver.udpPort}`,
+      args: ["--live", ...ctx.pullArgs],
     }),
   );
   return {
@@ -1301,6 +1313,8 @@ async function main(): Promise<void> {
       material,
       receiver,
       sessions: 0,
+      serveArgs: options.serveArgs,
+      pullArgs: options.pullArgs,
     };
     const source = await sourceState();
     const sessions: SessionResult[] = [];
@@ -1399,7 +1413,12 @@ async function main(): Promise<void> {
     const latencyRuns = sessions.flatMap((s) => s.runs.filter((r) => r.kind === "latency"));
     const totalSeconds = (performance.now() - started) / 1000;
     const repeatsUsed = [...new Set(summaries.map((s) => s.runs))].join("/");
+    const extra = [
+      ...(options.serveArgs.length ? [`serve ${options.serveArgs.join(" ")}`] : []),
+      ...(options.pullArgs.length ? [`pull ${options.pullArgs.join(" ")}`] : []),
+    ];
     const header = `reclog relay bench, ${new Date().toISOString()}, ${source}, ` +
+      (extra.length ? `reclog flags: ${extra.join("; ")}, ` : "") +
       `${navigator.hardwareConcurrency} CPUs, ` +
       `rsyslog set-ups ${
         options.rsyslogConfigs.map((c) => c.name).join(", ")
