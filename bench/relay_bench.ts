@@ -67,10 +67,11 @@ const USAGE = `deno task bench [flags]
                        the issue asks 10; 0: none)
   --flatness-rate N    msg/s of the flatness run (default 20000)
   --relp N             messages for the RELP throughput beside rsyslog's omrelp/imrelp (runs
-                       bench/relp_bench.ts; default 200000, quick 50000; 0: none)
-  --serve-args "A B"   extra flags for every reclog serve of the rate sessions and the
-                       flatness run, e.g. "--journal-bytes 8MiB" (default none)
-  --pull-args "A B"    extra flags for every reclog pull (default none; --live is always given)
+                       bench/relp_bench.ts and relp_io_bench.ts; default 200000, quick 50000;
+                       0: none)
+  --serve-args="A B"   extra flags for every reclog serve of the rate sessions and the
+                       flatness run, e.g. --serve-args="--journal-bytes 8MiB" (default none)
+  --pull-args="A B"    extra flags for every reclog pull (default none; --live is always given)
   --quick              rates 1000,10000,100000, UDP pipelines only, 2 s, 1 run, flatness
                        1.5 min, RELP 50k, catch-up of 200000: about 5 minutes
   --out FILE           raw figures (default bench/results/latest.json)
@@ -774,14 +775,29 @@ interface RelpFigures {
   error?: string;
 }
 
-/** Runs bench/relp_bench.ts (its own processes) and reads its result lines. */
+/**
+ * Runs bench/relp_bench.ts (reclog's RELP client and server, rsyslog omrelp → imrelp) and
+ * bench/relp_io_bench.ts (reclog's RELP input and sink with rsyslog), each in its own process,
+ * and reads their result lines.
+ */
 async function relpBench(count: number): Promise<RelpFigures> {
+  const figures: RelpFigures = { count, lines: [] };
+  const errors: string[] = [];
+  for (const script of ["relp_bench.ts", "relp_io_bench.ts"]) {
+    const part = await relpScript(script, count);
+    figures.lines.push(...part.lines);
+    if (part.error) errors.push(`${script}: ${part.error}`);
+  }
+  return errors.length ? { ...figures, error: errors.join("; ") } : figures;
+}
+
+async function relpScript(script: string, count: number): Promise<RelpFigures> {
   const run = track(startProgram(Deno.execPath(), [
     "run",
     "-q",
     "-A",
     `--config=${CONFIG}`,
-    `${HERE}relp_bench.ts`,
+    `${HERE}${script}`,
     String(count),
   ]));
   try {
@@ -816,7 +832,8 @@ async function relpBench(count: number): Promise<RelpFigures> {
 function relpText(r: RelpFigures): string {
   return [
     `RELP throughput, ${fmtNum(r.count)} × 200-byte messages over loopback, no TLS` +
-    " (bench/relp_bench.ts; reclog's RELP server/client in the bench's process):",
+    " (bench/relp_bench.ts, bench/relp_io_bench.ts; reclog's RELP parts in a bench process," +
+    " rsyslog as the other end):",
     "",
     markdown(
       ["path", "msg/s", "seconds", "unique / sent", "duplicates"],
@@ -1406,7 +1423,9 @@ async function main(): Promise<void> {
     }
     let relp: RelpFigures | undefined;
     if (options.relp > 0) {
-      console.error(`bench: RELP, ${fmtNum(options.relp)} messages (bench/relp_bench.ts)`);
+      console.error(
+        `bench: RELP, ${fmtNum(options.relp)} messages (bench/relp_bench.ts, relp_io_bench.ts)`,
+      );
       relp = await relpBench(options.relp);
     }
     const summaries = sessions.map(summarize);
