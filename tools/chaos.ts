@@ -25,6 +25,7 @@ import { parseArgs } from "node:util";
 import { sleep } from "../lib/util/sleep.ts";
 import {
   type ChaosCerts,
+  contribSnippet,
   Daemon,
   forwardAction,
   reclogCommand,
@@ -175,6 +176,13 @@ function parseFlags(): {
   };
 }
 
+function freeUdpPort(): number {
+  const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const port = (socket.addr as Deno.NetAddr).port;
+  socket.close();
+  return port;
+}
+
 function freePort(): number {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   return (listener.addr as Deno.NetAddr).port;
@@ -190,13 +198,12 @@ async function reclogChain(
   const inPort = freePort();
   const mtlsPort = freePort();
   const homePort = freePort();
-  const file = `${dir}/b/home.log`;
   await Deno.mkdir(`${dir}/b`, { recursive: true });
-  const a = await rsyslogDaemon(
-    "A(reclog)",
-    `${dir}/a`,
-    rsyslogA(`${dir}/a`, gen, forwardAction(via.in, inPort)),
-  );
+  // RELP ends: the contrib/rsyslog snippets as installed, ports and paths changed.
+  const forward = via.in === "relp"
+    ? await contribSnippet("90-forward-to-reclog.conf", [['port="5142"', `port="${inPort}"`]])
+    : forwardAction("tcp", inPort);
+  const a = await rsyslogDaemon("A(reclog)", `${dir}/a`, rsyslogA(`${dir}/a`, gen, forward));
   const serve = new Daemon(
     "serve",
     `${dir}/serve.log`,
@@ -217,11 +224,26 @@ async function reclogChain(
       ...["--to", `${via.out}://127.0.0.1:${homePort}`, "--state", `${dir}/pull.state`],
     ]),
   );
-  const b = await rsyslogDaemon(
-    "B(reclog)",
-    `${dir}/b`,
-    rsyslogB(`${dir}/b`, { kind: via.out, port: homePort }, file),
-  );
+  let b: Daemon;
+  let file = `${dir}/b/home.log`;
+  if (via.out === "relp") {
+    const log = `${dir}/b/log/`;
+    const home = await contribSnippet("10-reclog-receive.conf", [
+      ["/var/log/", log],
+      ['port="2514"', `port="${homePort}"`],
+      ['port="514"', `port="${freeUdpPort()}"`],
+    ]);
+    const tlog = await contribSnippet("20-tlog.conf", [["/var/log/", log]]);
+    const conf = `global(workDirectory="${dir}/b/work" maxMessageSize="64k")\n${home}\n${tlog}\n`;
+    b = await rsyslogDaemon("B(reclog)", `${dir}/b`, conf);
+    file = `${log}remote/${Deno.hostname().split(".")[0]}/syslog.log`;
+  } else {
+    b = await rsyslogDaemon(
+      "B(reclog)",
+      `${dir}/b`,
+      rsyslogB(`${dir}/b`, { kind: via.out, port: homePort }, file),
+    );
+  }
   return { a, serve, pull, b, file };
 }
 

@@ -199,6 +199,28 @@ action(name="fwd" type="omrelp" target="127.0.0.1" port="${port}"${tls}
        ${queue})`;
 }
 
+/**
+ * A file of contrib/rsyslog/ with each `from` replaced by its `to`; throws if
+ * a `from` is no longer in it.
+ *
+ * @example The VPS snippet forwarding to port 15142
+ * ```ts
+ * import { contribSnippet } from "./chaos_daemons.ts";
+ * const text = await contribSnippet("90-forward-to-reclog.conf", [['port="5142"', 'port="15142"']]);
+ * ```
+ */
+export async function contribSnippet(
+  name: string,
+  pairs: Array<[string, string]>,
+): Promise<string> {
+  let text = await Deno.readTextFile(`${ROOT}contrib/rsyslog/${name}`);
+  for (const [from, to] of pairs) {
+    if (!text.includes(from)) throw new Error(`contrib/rsyslog/${name} has no ${from}`);
+    text = text.replaceAll(from, to);
+  }
+  return text;
+}
+
 /** rsyslog A: reads the generator's file with imfile and forwards it with `action`. */
 export function rsyslogA(dir: string, genFile: string, action: string): string {
   return `global(workDirectory="${dir}/work" maxMessageSize="64k")
