@@ -1,6 +1,7 @@
 /**
  * Makes sure the real peers the tests talk to are installed: rsyslog, socat,
- * tlog, logrotate, logger, openssl, nc. As root with apt-get it installs what
+ * tlog, logrotate, logger, openssl, nc,
+ * nats-server. As root with apt-get it installs what
  * is missing (`apt-get update` once, then `apt-get install -y ...`);
  * otherwise it stops at once with the exact command to run. Tests never skip
  * because a peer is missing.
@@ -21,6 +22,8 @@ export const PEERS: Record<string, string> = {
   ss: "iproute2",
   script: "bsdutils",
   "systemd-analyze": "systemd",
+  // JetStream tests (issue 16): nats-server 2.9 from Debian.
+  "nats-server": "nats-server",
   // Not on PATH: found as /usr/sbin/../lib/systemd/systemd-journal-remote.
   "../lib/systemd/systemd-journal-remote": "systemd-journal-remote",
   // rsyslog's RELP modules (imrelp, omrelp), found the same way.
