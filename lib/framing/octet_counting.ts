@@ -21,6 +21,13 @@ export interface Rfc6587EncoderOptions {
    * @default {65536}
    */
   initialBytes?: number;
+  /**
+   * Longest message written, bytes: a longer one is cut to this length (as
+   * rsyslog does with `maxMessageSize`) and counted in
+   * {@linkcode Rfc6587Encoder.truncated}.
+   * @default {Infinity}
+   */
+  maxMessage?: number;
 }
 
 const SP = 0x20;
@@ -46,21 +53,47 @@ const MAX_OVERHEAD = 11;
 export class Rfc6587Encoder {
   #buf: Uint8Array;
   readonly #octetCounting: boolean;
+  readonly #max: number;
+  #truncated = 0;
+  #empty = 0;
 
   /** Makes an encoder with an empty buffer. */
   constructor(options: Rfc6587EncoderOptions = {}) {
     this.#octetCounting = (options.framing ?? "octet-counting") === "octet-counting";
     this.#buf = new Uint8Array(options.initialBytes ?? 64 * 1024);
+    this.#max = Math.max(1, options.maxMessage ?? Infinity);
+  }
+
+  /** Messages cut to `maxMessage` so far. */
+  get truncated(): number {
+    return this.#truncated;
+  }
+
+  /**
+   * Empty messages left out so far (octet counting only: RFC 6587 has no
+   * frame of length 0, and rsyslog drops the rest of the stream after one).
+   */
+  get empty(): number {
+    return this.#empty;
   }
 
   /**
    * The framed bytes of every message of `batch`: a view of the encoder's
-   * buffer, valid until the next call.
+   * buffer, valid until the next call. With octet counting an empty message
+   * is left out (and counted); a message over `maxMessage` is cut.
    */
   encode(batch: MessageBatch): Uint8Array {
     let length = 0;
     for (let i = 0; i < batch.count; i++) {
-      const message = batch.message(i);
+      let message = batch.message(i);
+      if (message.length === 0 && this.#octetCounting) {
+        this.#empty++;
+        continue;
+      }
+      if (message.length > this.#max) {
+        message = message.subarray(0, this.#max);
+        this.#truncated++;
+      }
       const size = message.length;
       const needed = length + size + MAX_OVERHEAD;
       if (needed > this.#buf.length) {

@@ -13,7 +13,11 @@ import { writeAll } from "./write_all.ts";
 /**
  * Syslog over TCP with octet counting, one write a batch (no Nagle delay).
  * `write` resolves once the kernel took the batch's bytes; a failed write
- * closes the connection (the next write connects again) and rejects.
+ * closes the connection (the next write connects again) and rejects. TCP
+ * has no acknowledgement: a receiver that crashes loses what its kernel had
+ * taken (`relp://` cannot). An empty message is never written (octet count
+ * 0 is not valid RFC 6587) but counted in {@linkcode TcpSink.empty}; one over
+ * `maxMessage` is cut and counted in {@linkcode TcpSink.truncated}.
  *
  * @example Hand on to a local rsyslog imtcp
  * ```ts
@@ -25,13 +29,30 @@ export class TcpSink implements Sink {
   /** `tcp://HOST:PORT`. */
   readonly description: string;
   readonly #to: { host: string; port: number };
-  readonly #encoder = new Rfc6587Encoder({ framing: "octet-counting" });
+  readonly #encoder: Rfc6587Encoder;
   #conn: Deno.TcpConn | undefined;
 
-  /** Connects to `to` on the first write. */
-  constructor(to: { host: string; port: number }) {
+  /**
+   * Connects to `to` on the first write. `to.maxMessage` is the longest
+   * message sent, bytes (default 65536, serve's default `--max-message`).
+   */
+  constructor(to: { host: string; port: number; maxMessage?: number }) {
     this.#to = { host: to.host, port: to.port };
     this.description = `tcp://${formatHostPort(to)}`;
+    this.#encoder = new Rfc6587Encoder({
+      framing: "octet-counting",
+      maxMessage: to.maxMessage ?? 65_536,
+    });
+  }
+
+  /** Empty messages left out so far. */
+  get empty(): number {
+    return this.#encoder.empty;
+  }
+
+  /** Messages cut to the size limit so far. */
+  get truncated(): number {
+    return this.#encoder.truncated;
   }
 
   /** Sends the batch, octet-counted, in one write. */

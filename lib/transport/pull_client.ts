@@ -30,7 +30,6 @@ import { acceptSequence, expectedAfterLost } from "../protocol/stream_rules.ts";
 import { lossText, NoticeBatch } from "../protocol/loss_notice.ts";
 import { formatSeconds, frameTypeName, printable } from "../protocol/peer_text.ts";
 import type { MessageBatch, Sink, WriteReport } from "../batch.ts";
-import { SinkError } from "../batch.ts";
 import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 import { sleep } from "../util/sleep.ts";
@@ -40,6 +39,7 @@ import type { Counter, Metrics } from "../ops/metrics.ts";
 import type { TlsMaterial } from "../tls/policy.ts";
 import { Backoff } from "./backoff.ts";
 import { connect, ConnectError } from "./connect.ts";
+import { PullSink } from "./pull_sink.ts";
 
 /** Options for {@linkcode PullClient}. */
 export interface PullClientOptions {
@@ -53,7 +53,9 @@ export interface PullClientOptions {
   material: TlsMaterial;
   /**
    * Where messages go (a {@linkcode FrameBatch} per run of entries); a sink
-   * with `begin` is told the server journal's epoch on each connection.
+   * with `begin` is told the server journal's epoch on each connection. A
+   * failing sink is retried with back-off (`pull_sink.ts`) while the server
+   * connection stays up and unread.
    */
   sink: Sink & { begin?(epoch: string): void };
   /** Resume point storage; without it the client starts at the live tail. */
@@ -143,6 +145,7 @@ export class PullClient {
   #epoch: string | undefined;
   #lastTime = 0;
   #disconnectedSince: Date | undefined = new Date();
+  readonly #sink: PullSink;
   readonly #counters: { -readonly [K in keyof typeof COUNTERS]?: Counter } = {};
 
   /**
@@ -152,6 +155,12 @@ export class PullClient {
   constructor(options: PullClientOptions) {
     this.#options = options;
     this.#server = options.name ?? formatHostPort(options);
+    this.#sink = new PullSink(options.sink, {
+      upstream: this.#server,
+      status: options.status,
+      metrics: options.metrics,
+      signal: options.signal,
+    });
     const metrics = options.metrics;
     if (metrics) {
       const labels = { upstream: this.#server };
@@ -165,6 +174,11 @@ export class PullClient {
         () => this.connected ? 1 : 0,
       );
     }
+  }
+
+  /** Whether the sink takes messages now (false while pull retries it). */
+  get sinkUp(): boolean {
+    return this.#sink.up;
   }
 
   /** Whether a connection is streaming now. */
@@ -243,6 +257,8 @@ export class PullClient {
     let hello: ServerHello | undefined;
     let lastReceived = Date.now();
     let lastSent = Date.now();
+    // While the sink is retried nothing is read: the server is not silent.
+    let delivering = false;
     const keepAliveMs = options.keepAliveMs ?? 30_000;
     const idleMs = options.idleTimeoutMs ?? 90_000;
     const helloTimer = setTimeout(() => {
@@ -253,7 +269,7 @@ export class PullClient {
     }, Math.max(0, deadline - Date.now()));
     const timer = setInterval(() => {
       const now = Date.now();
-      if (hello && now - lastReceived > idleMs) {
+      if (hello && !delivering && now - lastReceived > idleMs) {
         socket.destroy(new Error(`server silent for ${formatSeconds(idleMs)}`));
       } else if (hello && now - lastSent >= keepAliveMs) {
         lastSent = now;
@@ -286,7 +302,13 @@ export class PullClient {
         if (runStart < 0) return;
         const bytes = end - runStart;
         runStart = -1;
-        await this.#deliver(batch, bytes);
+        delivering = true;
+        try {
+          await this.#deliver(batch, bytes);
+        } finally {
+          delivering = false;
+          lastReceived = Date.now();
+        }
       };
       for await (const chunk of socket as AsyncIterable<Uint8Array>) {
         lastReceived = Date.now();
@@ -325,7 +347,13 @@ export class PullClient {
               const report = parseLostReport(frame.json<unknown>());
               const next = expectedAfterLost(expected, report);
               gapAllowed = report.unknown === true;
-              await this.#lost(report);
+              delivering = true;
+              try {
+                await this.#lost(report);
+              } finally {
+                delivering = false;
+                lastReceived = Date.now();
+              }
               if (next !== expected) {
                 expected = next;
                 // The sink holds the loss notice: resume after what was lost.
@@ -382,9 +410,9 @@ export class PullClient {
   }
 
   /**
-   * Hands a run of checked entries to the sink, then moves the resume point
-   * past its last entry (or, when the sink failed part way, past what it
-   * says it took).
+   * Hands a run of checked entries to the sink (retried until it took them),
+   * then moves the resume point past its last entry; while a failing sink is
+   * retried, past what it says it took.
    */
   async #deliver(batch: FrameBatch, bytes: number): Promise<void> {
     const rotations = batch.rotations;
@@ -392,20 +420,11 @@ export class PullClient {
     const lastIsRotation = last !== undefined && last.before === batch.count;
     const seq = lastIsRotation ? last.seq : batch.seq(batch.count - 1);
     const time = lastIsRotation ? last.time : batch.time(batch.count - 1);
-    try {
-      this.#refused(batch, await this.#options.sink.write(batch));
-      this.#options.status?.set(`${this.#server} sink`, undefined);
-    } catch (error) {
-      this.#options.status?.set(
-        `${this.#server} sink`,
-        `${this.#options.sink.description}: ${errorMessage(error)}`,
-      );
-      if (error instanceof SinkError && error.taken > 0 && this.#epoch) {
-        const i = Math.min(error.taken, batch.count) - 1;
-        this.#advance(batch.seq(i), batch.time(i));
-      }
-      throw error;
-    }
+    const report = await this.#sink.write(batch, (taken) => {
+      const i = Math.min(taken, batch.count) - 1;
+      this.#advance(batch.seq(i), batch.time(i));
+    });
+    this.#refused(batch, report);
     this.#counters.messages?.inc(batch.count + rotations.length);
     this.#counters.bytes?.inc(bytes);
     this.#advance(seq, time);
@@ -439,7 +458,7 @@ export class PullClient {
     this.#options.status?.set(`${this.#server} lost`, text.replace(/^reclog: /, ""));
     this.#counters.lost?.inc(report.count);
     const notice = new NoticeBatch(text);
-    this.#refused(notice, await this.#options.sink.write(notice));
+    this.#refused(notice, await this.#sink.write(notice, () => {}));
   }
 }
 
