@@ -12,7 +12,15 @@ import type { Segment } from "./segment.ts";
 /** What a cursor read: frames to send, or news of a gap first. */
 export type CursorRead =
   | { kind: "frames"; bytes: Uint8Array; firstSeq: number; endSeq: number; segment: Segment }
-  | { kind: "lost"; from: number; to: number; count: number; toTime: number };
+  | {
+    kind: "lost";
+    from: number;
+    to: number;
+    count: number;
+    toTime: number;
+    /** Set for messages lost before they reached the journal (a hole, see `Journal.appendLost`). */
+    reason?: string;
+  };
 
 /**
  * One client's position in the journal. `read()` returns the next run of
@@ -53,6 +61,14 @@ export class Cursor {
       this.seq = journal.firstSeq;
       this.#segment = undefined;
       return { kind: "lost", from, to, count: to - from + 1, toTime: journal.lastEvictedTime };
+    }
+    const hole = journal.holeAt(this.seq);
+    if (hole) {
+      const from = this.seq;
+      this.seq = hole.to + 1;
+      this.#segment = undefined;
+      const { to, time: toTime, reason } = hole;
+      return { kind: "lost", from, to, count: to - from + 1, toTime, reason };
     }
     let segment = this.#segment;
     if (

@@ -15,56 +15,14 @@
 import { encodeMessage, FrameType, messageFrameSize } from "../protocol/frame.ts";
 import { log } from "../util/log.ts";
 import { Cursor } from "./cursor.ts";
+import { findHole, type JournalHole } from "./holes.ts";
 import { findSegment, Segment, SegmentPool } from "./segment.ts";
 import { describeSpoolError, Spool, SpoolWriteError } from "./spool.ts";
 
+import type { JournalOpenOptions, JournalOptions } from "./journal_options.ts";
+
 export { Cursor } from "./cursor.ts";
-
-/** Options for {@linkcode Journal}. */
-export interface JournalOptions {
-  /**
-   * Bytes of messages kept in memory; beyond it the oldest segments are
-   * dropped (or, with a spool, kept on disk only).
-   * @default {64 MiB}
-   */
-  maxBytes?: number;
-  /**
-   * Size of one segment (the unit of eviction and of a client write).
-   * @default {min(1 MiB, maxBytes / 4), at least 64 KiB}
-   */
-  segmentBytes?: number;
-  /**
-   * The journal's epoch id (names one journal's life).
-   * @default {a random id}
-   */
-  epoch?: string;
-  /**
-   * First sequence number (a restarted spool continues its own).
-   * @default {1}
-   */
-  firstSeq?: number;
-}
-
-/** Options for {@linkcode Journal.open}. */
-export interface JournalOpenOptions extends JournalOptions {
-  /**
-   * Keep segments in this directory, so a restart continues the journal.
-   * @default {none: memory only}
-   */
-  spoolDir?: string;
-  /**
-   * Bytes of segments kept on disk with a spool.
-   * @default {1 GiB}
-   */
-  spoolBytes?: number;
-  /**
-   * While the spool cannot be written (a full disk, a file size limit), how
-   * often to try again, ms. Also how often `journal.json` records how far
-   * the numbering went.
-   * @default {2000}
-   */
-  spoolRetryMs?: number;
-}
+export type { JournalOpenOptions, JournalOptions } from "./journal_options.ts";
 
 /**
  * A journal of encoded message frames, in memory and optionally spooled.
@@ -105,6 +63,8 @@ export class Journal implements Disposable, AsyncDisposable {
   readonly #listeners = new Set<() => void>();
   #notifyScheduled = false;
   readonly #pool: SegmentPool;
+  /** Numbers that stand for messages lost at the source ({@linkcode Journal.appendLost}). */
+  #holes: JournalHole[] = [];
 
   /** Makes an empty in-memory journal; use {@linkcode Journal.open} for a spooled one. */
   constructor(options: JournalOptions = {}) {
@@ -128,6 +88,7 @@ export class Journal implements Disposable, AsyncDisposable {
     journal.#spoolBytes = options.spoolBytes ?? 1024 ** 3;
     journal.#spoolRetryMs = options.spoolRetryMs ?? 2000;
     journal.#recordedNext = contents.next;
+    journal.#holes = contents.holes;
     for (const spooled of contents.segments) {
       journal.#segments.push(Segment.fromSpooled(spooled));
       journal.#diskBytes += spooled.length;
@@ -199,7 +160,10 @@ export class Journal implements Disposable, AsyncDisposable {
   ): number {
     const size = messageFrameSize(stream.length, end - start);
     let segment = this.#segments[this.#segments.length - 1];
-    if (!segment?.buf || segment.length + size > segment.buf.length) {
+    if (
+      !segment?.buf || segment.length + size > segment.buf.length ||
+      segment.endSeq !== this.#nextSeq
+    ) {
       if (segment) this.#seal(segment);
       segment = new Segment(this.#nextSeq, 0);
       segment.buf = this.#pool.take(size);
@@ -395,6 +359,39 @@ export class Journal implements Disposable, AsyncDisposable {
   onAppend(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Records `count` messages lost before they reached the journal (e.g.
+   * systemd journal entries vacuumed away unread): the next `count` numbers
+   * become a hole that every client's cursor reports as an `L` frame with
+   * `reason`; with a spool, the hole is written now, so a restart keeps it.
+   * Returns the numbers.
+   */
+  appendLost(count: number, reason: string, time = Date.now()): { from: number; to: number } {
+    const hole = { from: this.#nextSeq, to: this.#nextSeq + count - 1, time, reason };
+    if (count < 1) return hole;
+    try {
+      this.#spool?.markHole(hole);
+    } catch (error) {
+      this.#pause(error);
+    }
+    this.#nextSeq = hole.to + 1;
+    this.#holes.push(hole);
+    this.#schedule();
+    return hole;
+  }
+
+  /** @internal The hole holding `seq`, if any (see {@linkcode Journal.appendLost}). */
+  holeAt(seq: number): JournalHole | undefined {
+    if (this.#holes.length === 0) return undefined;
+    while (this.#holes.length > 0 && this.#holes[0]!.to < this.firstSeq) this.#holes.shift();
+    return findHole(this.#holes, seq);
+  }
+
+  /** Writes what was appended to the spool now (else done after the current task's microtasks). */
+  flush(): void {
+    this.#appendToSpool();
   }
 
   /** Appends a rotation marker for a file stream; returns its sequence number. */

@@ -22,6 +22,7 @@ import { describeFsError } from "../util/errors.ts";
 import { isEntry, MESSAGE_HEADER_BYTES } from "../protocol/frame.ts";
 import { log } from "../util/log.ts";
 import { writeFileAtomic } from "../state/atomic_file.ts";
+import { type JournalHole, parseHole } from "./holes.ts";
 
 /** A segment file found when the spool opened. */
 export interface SpooledSegment {
@@ -41,8 +42,10 @@ export interface SpooledSegment {
 export interface SpoolContents {
   /** The journal's epoch (new if the spool was empty or could not be continued). */
   epoch: string;
-  /** Segments in order, contiguous. */
+  /** Segments in order, contiguous but for the holes. */
   segments: SpooledSegment[];
+  /** Holes in the numbering between segments (see `./holes.ts`), in order. */
+  holes: JournalHole[];
   /** Sequence number the journal continues with. */
   next: number;
   /**
@@ -178,6 +181,7 @@ export class Spool implements Disposable {
     }
     names.sort();
     const segments: SpooledSegment[] = [];
+    const holes: JournalHole[] = [];
     let damaged = false;
     for (let i = 0; i < names.length; i++) {
       const path = `${this.dir}/${names[i]}`;
@@ -187,7 +191,9 @@ export class Spool implements Disposable {
         : firstSeq;
       const bytes = await Deno.readFile(path);
       const scan = scanSegment(bytes, firstSeq);
-      if (firstSeq !== expected || (scan.length < bytes.length && i < names.length - 1)) {
+      const hole = firstSeq === expected ? undefined : await this.#readHole(firstSeq);
+      const follows = firstSeq === expected || hole?.from === expected;
+      if (!follows || (scan.length < bytes.length && i < names.length - 1)) {
         // A hole or damage before the last segment: keep what is contiguous.
         log("spool").error("segment {path} does not follow on; dropping it and later ones", {
           path,
@@ -207,10 +213,17 @@ export class Spool implements Disposable {
         await Deno.remove(path);
         continue;
       }
+      if (hole) holes.push(hole);
       segments.push({ firstSeq, ...scan });
     }
     const last = segments[segments.length - 1];
-    const next = last ? last.firstSeq + last.count : 1;
+    let next = last ? last.firstSeq + last.count : 1;
+    // A hole at the end (nothing appended after it): the numbering continues after it.
+    const endHole = stored && next < stored.next ? await this.#readHole(stored.next) : undefined;
+    if (endHole?.from === next) {
+      holes.push(endHole);
+      next = stored!.next;
+    }
     let reason: string | undefined;
     if (!stored) {
       if (segments.length > 0) reason = `${META} is missing or unreadable`;
@@ -246,10 +259,34 @@ export class Spool implements Disposable {
     return {
       epoch: this.#epoch,
       segments,
+      holes: continued ? holes : [],
       next,
       metaWritten,
       ...(metaWritten ? {} : { metaError }),
     };
+  }
+
+  async #readHole(firstSeq: number): Promise<JournalHole | undefined> {
+    const text = await Deno.readTextFile(this.#holePath(firstSeq)).catch(() => "");
+    return parseHole(text, firstSeq);
+  }
+
+  #holePath(firstSeq: number): string {
+    return this.#path(firstSeq).replace(/seg$/, "gap");
+  }
+
+  /**
+   * Records a hole in the numbering before the segment that will start at
+   * `hole.to + 1` (synchronously, before that segment is written), so a
+   * restart continues across it. Throws a {@linkcode SpoolWriteError}.
+   */
+  markHole(hole: JournalHole): void {
+    const path = this.#holePath(hole.to + 1);
+    try {
+      Deno.writeTextFileSync(path, JSON.stringify(hole) + "\n", { mode: 0o600 });
+    } catch (error) {
+      throw new SpoolWriteError(path, error, false);
+    }
   }
 
   #writeMeta(next: number): Promise<void> {
@@ -376,6 +413,11 @@ export class Spool implements Disposable {
   /** Deletes a segment; a failure is logged, not thrown. */
   remove(firstSeq: number): void {
     this.seal(firstSeq);
+    try {
+      Deno.removeSync(this.#holePath(firstSeq));
+    } catch {
+      // most segments have none
+    }
     try {
       Deno.removeSync(this.#path(firstSeq));
     } catch (error) {

@@ -7,23 +7,29 @@
 import { ConfigError, parseBytes, parseHostPort, parseRoleArgs, prepareDir } from "../cli/flags.ts";
 import { formatHostPort } from "../util/address.ts";
 import { describeNetError } from "../util/errors.ts";
-import type { BatchHandler } from "../batch.ts";
 import { FanoutServer } from "../transport/fanout_server.ts";
 import { Journal } from "../journal/journal.ts";
 import { log } from "../util/log.ts";
 import { shutdownSignal } from "../util/shutdown.ts";
-import { TcpSource } from "../sources/tcp.ts";
 import { FileTail } from "../sources/file.ts";
-import { defaultFileState, openSource, parseFileFlags, parseInputFlags } from "../sources/open.ts";
+import {
+  defaultFileState,
+  inputMetrics,
+  openSource,
+  parseFileFlags,
+  parseInputFlags,
+  toJournal,
+} from "../sources/open.ts";
+import * as journalInput from "../sources/open_journal.ts";
 import { FileCheckpoints } from "../state/file_checkpoints.ts";
 import { TlsReloader } from "../tls/reloader.ts";
-import { type Counter, Metrics, udpDrops } from "../ops/metrics.ts";
+import { Metrics } from "../ops/metrics.ts";
 import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "../tls/policy.ts";
 
 const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
 
-Receives syslog from the local syslog daemon and hands every message, over
-mutual TLS 1.3, to every connected 'reclog pull'.
+Receives syslog from the local syslog daemon (or reads the systemd journal)
+and hands every message, over mutual TLS 1.3, to every connected 'reclog pull'.
 
 TLS (required):
   --cert FILE               server certificate (PEM)
@@ -34,7 +40,9 @@ Listening:
   --listen HOST:PORT        mutual-TLS listener                [0.0.0.0:6514]
   --syslog-in ADDR          syslog input, repeatable: HOST:PORT or udp://HOST:PORT
                             (UDP), tcp://HOST:PORT (RFC 6587 octet counting or
-                            newline framing)                   [127.0.0.1:5140]
+                            newline framing), relp://HOST:PORT (rsyslog omrelp;
+                            acknowledged once in the journal, with --spool once
+                            in the spool file)                 [127.0.0.1:5140]
   --tcp-in HOST:PORT        plain TCP lines (nc, telnet, 'reclog send') become
                             messages of stream 'tcp', repeatable
 
@@ -48,6 +56,8 @@ Files (file-mode; 'pull --mirror DIR' keeps an exact copy at home):
                             (default: from its end)
   --file-state FILE         where each file was read to  [DIR/files.json with
                             --spool, else ~/.local/state/reclog/files.json]
+
+${journalInput.JOURNAL_USAGE}
 
 Which clients are accepted (beyond chaining to --ca):
   --issuer DN               exact issuer, 'CN=My CA,O=Example' or '/O=Example/CN=My CA'
@@ -92,6 +102,7 @@ const OPTIONS = {
   spool: { type: "string" },
   "spool-bytes": { type: "string", default: "1GiB" },
   "max-message": { type: "string", default: "64KiB" },
+  ...journalInput.JOURNAL_FLAGS,
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -118,6 +129,7 @@ export async function run(args: string[]): Promise<number> {
   const listen = parseHostPort(values.listen, "--listen");
   const inputs = parseInputFlags(values["syslog-in"], values["tcp-in"]);
   const files = parseFileFlags(values.file ?? []);
+  const journalSpec = journalInput.parseJournalFlags(values);
   const policy: PeerPolicy = {
     issuer: values.issuer === undefined ? undefined : parseDn(values.issuer, "--issuer"),
     allowCn: values["allow-cn"] ?? [],
@@ -152,8 +164,12 @@ export async function run(args: string[]): Promise<number> {
   for (const input of inputs) {
     const label = { input: `${input.label} ${input.value}` };
     const onBatch = toJournal(journal, input.stream, {
-      messages: metrics.counter("reclog_input_messages_total", "Messages received", label),
-      bytes: metrics.counter("reclog_input_bytes_total", "Bytes of messages received", label),
+      counters: {
+        messages: metrics.counter("reclog_input_messages_total", "Messages received", label),
+        bytes: metrics.counter("reclog_input_bytes_total", "Bytes of messages received", label),
+        empty: metrics.counter("reclog_input_empty_total", "Empty messages dropped", label),
+      },
+      durable: input.kind === "relp",
     });
     const source = stack.use(openSource(input, onBatch, { maxLength: maxMessage }));
     const address: Deno.NetAddr = await bind(() => source.listen(), input.flag, input.value);
@@ -161,21 +177,7 @@ export async function run(args: string[]): Promise<number> {
     bound.push(
       `${what} listening on ${formatHostPort({ host: address.hostname, port: address.port })}`,
     );
-    if (source instanceof TcpSource) {
-      metrics.counterOf(
-        "reclog_input_truncated_total",
-        "Messages cut to --max-message (TCP)",
-        label,
-        () => source.truncated,
-      );
-    } else {
-      metrics.gauge(
-        "reclog_udp_receive_drops",
-        "Datagrams the kernel dropped on the input socket (/proc/net/udp)",
-        label,
-        () => udpDrops(address.port) ?? NaN,
-      );
-    }
+    inputMetrics(metrics, source, label, address.port);
   }
   if (files.length > 0) {
     const tails = new Map<string, FileTail>();
@@ -201,6 +203,13 @@ export async function run(args: string[]): Promise<number> {
       await tail.listen();
       bound.push(`file ${name} following ${path}`);
     }
+  }
+  if (journalSpec) {
+    const options = { spoolDir: values.spool, maxMessage, metrics };
+    const input = stack.use(await journalInput.startJournalInput(journalSpec, journal, options));
+    bound.push(
+      `${input.description} read ${input.startCursor ? "after its cursor" : "from the start"}`,
+    );
   }
   const server = stack.use(
     new FanoutServer(journal, {
@@ -258,23 +267,6 @@ export async function run(args: string[]): Promise<number> {
   await server.close("server shutting down");
   log("serve").info("stopped after {count} messages", { count: journal.nextSeq - 1 });
   return 0;
-}
-
-/** Appends each message of a batch to the journal as `stream`, counting them. */
-function toJournal(
-  journal: Journal,
-  stream: string,
-  counters?: { messages: Counter; bytes: Counter },
-): BatchHandler {
-  const name = new TextEncoder().encode(stream);
-  return (batch) => {
-    counters?.messages.inc(batch.count);
-    for (let i = 0; i < batch.count; i++) {
-      const message = batch.message(i);
-      counters?.bytes.inc(message.length);
-      journal.append(name, message, 0, message.length);
-    }
-  };
 }
 
 /**

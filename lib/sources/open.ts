@@ -1,19 +1,24 @@
 /**
- * Opens the sources `serve --syslog-in`, `--tcp-in` and `--file` name. A new
- * kind of input is one more case here, next to its module in `lib/sources/`.
+ * Opens the sources `serve --syslog-in`, `--tcp-in` and `--file` name, and
+ * the handlers that put their batches into the journal. A new kind of input
+ * is one more case here, next to its module in `lib/sources/` (the systemd
+ * journal: `./open_journal.ts`).
  *
  * @module
  */
 
 import type { BatchHandler } from "../batch.ts";
 import { ConfigError, parseEndpoint, parseHostPort } from "../cli/flags.ts";
+import type { Journal } from "../journal/journal.ts";
+import { type Counter, type Metrics, udpDrops } from "../ops/metrics.ts";
+import { RelpSource } from "./relp.ts";
 import { TcpSource } from "./tcp.ts";
 import { UdpSource } from "./udp.ts";
 
-/** A network input to open: syslog over UDP or TCP, or plain TCP lines. */
+/** A network input to open: syslog over UDP, TCP or RELP, or plain TCP lines. */
 export interface InputSpec {
-  /** `udp` and `tcp`: syslog; `lines`: plain TCP lines. */
-  kind: "udp" | "tcp" | "lines";
+  /** `udp`, `tcp` and `relp`: syslog; `lines`: plain TCP lines. */
+  kind: "udp" | "tcp" | "relp" | "lines";
   /** Address to bind. */
   host: string;
   /** Port to bind; 0 picks a free one. */
@@ -30,7 +35,7 @@ export interface InputSpec {
 
 /**
  * Checks `serve`'s `--syslog-in` values (`HOST:PORT` or `udp://` for UDP,
- * `tcp://` for TCP syslog; default `127.0.0.1:5140`) and `--tcp-in` values
+ * `tcp://` for TCP syslog, `relp://` for RELP; default `127.0.0.1:5140`) and `--tcp-in` values
  * (`HOST:PORT`, plain lines).
  *
  * @example The default input and one line input
@@ -45,9 +50,11 @@ export function parseInputFlags(
   tcpIn: string[] | undefined,
 ): InputSpec[] {
   const inputs = (syslogIn ?? ["127.0.0.1:5140"]).map((value): InputSpec => {
-    const endpoint = parseEndpoint(value, "--syslog-in", "udp", ["udp", "tcp"]);
-    if (endpoint.kind !== "udp" && endpoint.kind !== "tcp") {
-      throw new ConfigError(`--syslog-in '${value}': expected HOST:PORT, udp:// or tcp://`);
+    const endpoint = parseEndpoint(value, "--syslog-in", "udp", ["udp", "tcp", "relp"]);
+    if (endpoint.kind !== "udp" && endpoint.kind !== "tcp" && endpoint.kind !== "relp") {
+      throw new ConfigError(
+        `--syslog-in '${value}': expected HOST:PORT, udp://, tcp:// or relp://`,
+      );
     }
     const { kind, host, port } = endpoint;
     return { kind, host, port, label: "syslog-in", flag: "--syslog-in", value, stream: "syslog" };
@@ -101,9 +108,12 @@ export function openSource(
   input: InputSpec,
   onBatch: BatchHandler,
   options: OpenSourceOptions = {},
-): UdpSource | TcpSource {
+): UdpSource | TcpSource | RelpSource {
   const { host, port, label } = input;
   if (input.kind === "udp") return new UdpSource({ host, port, onBatch });
+  if (input.kind === "relp") {
+    return new RelpSource({ host, port, onBatch, maxFrame: options.maxLength ?? 65536 });
+  }
   return new TcpSource({
     host,
     port,
@@ -112,6 +122,107 @@ export function openSource(
     maxLength: options.maxLength,
     framing: input.kind === "lines" ? "lines" : "syslog",
   });
+}
+
+/** Options for {@linkcode toJournal}. */
+export interface ToJournalOptions {
+  /** Counted per batch: messages and their bytes. */
+  counters?: { messages: Counter; bytes: Counter; empty?: Counter };
+  /**
+   * Resolve only once the batch is as durable as the journal makes it (for a
+   * source that acknowledges, RELP): reject before appending while the spool
+   * is paused, append, write the spool now, reject if that failed. Also
+   * drops (and counts in `counters.empty`) empty messages.
+   * @default {false}
+   */
+  durable?: boolean;
+}
+
+/**
+ * The handler that appends each message of a batch to the journal as
+ * `stream`; with `durable`, see {@linkcode ToJournalOptions.durable}.
+ *
+ * @example Feed the journal from a source
+ * ```ts
+ * import { Journal } from "../journal/journal.ts";
+ * import { toJournal } from "./open.ts";
+ * const journal = new Journal();
+ * const onBatch = toJournal(journal, "syslog");
+ * ```
+ */
+export function toJournal(
+  journal: Journal,
+  stream: string,
+  options: ToJournalOptions = {},
+): BatchHandler {
+  const name = new TextEncoder().encode(stream);
+  const { counters, durable } = options;
+  const append = (batch: Parameters<BatchHandler>[0]): void => {
+    counters?.messages.inc(batch.count);
+    for (let i = 0; i < batch.count; i++) {
+      const message = batch.message(i);
+      if (durable && message.length === 0) {
+        counters?.empty?.inc();
+        continue;
+      }
+      counters?.bytes.inc(message.length);
+      journal.append(name, message, 0, message.length);
+    }
+  };
+  if (!durable) return append;
+  return (batch) => {
+    if (!journal.spoolHealthy) throw new Error("the spool cannot be written: not acknowledged");
+    append(batch);
+    journal.flush();
+    if (!journal.spoolHealthy) throw new Error("the spool write failed: not acknowledged");
+    return Promise.resolve();
+  };
+}
+
+/**
+ * Registers the per-input metrics of a network source: messages cut (TCP,
+ * RELP), RELP connections, kernel drops (UDP).
+ *
+ * @example After binding
+ * ```ts ignore
+ * inputMetrics(metrics, source, { input: "syslog-in udp://127.0.0.1:5140" }, address.port);
+ * ```
+ */
+export function inputMetrics(
+  metrics: Metrics,
+  source: UdpSource | TcpSource | RelpSource,
+  label: Record<string, string>,
+  port: number,
+): void {
+  if (source instanceof UdpSource) {
+    metrics.gauge(
+      "reclog_udp_receive_drops",
+      "Datagrams the kernel dropped on the input socket (/proc/net/udp)",
+      label,
+      () => udpDrops(port) ?? NaN,
+    );
+    return;
+  }
+  metrics.counterOf(
+    "reclog_input_truncated_total",
+    "Messages cut to --max-message (TCP, RELP)",
+    label,
+    () => source.truncated,
+  );
+  if (source instanceof RelpSource) {
+    metrics.gauge(
+      "reclog_relp_connections",
+      "RELP senders connected",
+      label,
+      () => source.connections,
+    );
+    metrics.counterOf(
+      "reclog_relp_rejected_total",
+      "RELP messages not acknowledged (the spool could not be written; the sender resends)",
+      label,
+      () => source.rejected,
+    );
+  }
 }
 
 /** A file stream to follow: `--file PATH[=NAME]`. */
@@ -124,7 +235,7 @@ export interface FileSpec {
 
 /**
  * Checks `--file PATH[=NAME]` values: names unique, not reserved (`syslog`,
- * `tcp`), of letters, digits, `.`, `_`, `-`, at most 200 bytes.
+ * `tcp`, `journal`), of letters, digits, `.`, `_`, `-`, at most 200 bytes.
  *
  * @example Two files
  * ```ts
@@ -144,7 +255,7 @@ export function parseFileFlags(values: string[]): FileSpec[] {
         `--file '${value}': expected PATH or PATH=NAME (NAME of letters, digits, . _ -)`,
       );
     }
-    if (name === "syslog" || name === "tcp") {
+    if (name === "syslog" || name === "tcp" || name === "journal") {
       throw new ConfigError(`--file '${value}': the stream name '${name}' is reserved`);
     }
     if (name.length > 200) throw new ConfigError(`--file '${value}': NAME is too long`);

@@ -249,8 +249,10 @@ export class ClientSession {
       const read = cursor.read();
       if (!read) return;
       if (read.kind === "lost") {
-        const { count, from, to, toTime } = read;
-        this.#sendLost({ count, from, to, toTime, reason: BEHIND_REASON });
+        const { count, from, to, toTime, reason } = read;
+        if (reason === undefined) {
+          this.#sendLost({ count, from, to, toTime, reason: BEHIND_REASON });
+        } else this.#write(encodeControl(FrameType.Lost, { count, from, to, toTime, reason }));
       } else {
         // The segment's buffer must not be recycled while this write is in flight.
         const { segment } = read;
