@@ -24,6 +24,8 @@ import {
   waitFor,
 } from "./helpers.ts";
 import { sendTcp, sendUdp, startPull, startServe } from "./relay.ts";
+import { RelpSource } from "../lib/sources/relp.ts";
+import { RelpClient } from "../lib/transport/relp_client.ts";
 
 const CONTRIB = fileURLToPath(new URL("../contrib/", import.meta.url));
 const decoder = new TextDecoder();
@@ -538,62 +540,116 @@ async function execStart(
   return line.split(" ").slice(1);
 }
 
-Deno.test("contrib/systemd: the units' ExecStart lines run: syslog in over TCP, out at the UDP sink, state and status written", async () => {
+/** A receiver for pull's sink: a UDP socket, or an in-process RELP server. */
+interface SinkReceiver extends AsyncDisposable {
+  port: number;
+  /** The first message received. */
+  first(): Promise<string>;
+}
+
+async function sinkReceiver(scheme: string): Promise<SinkReceiver> {
+  if (scheme === "udp") {
+    const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    return {
+      port: (socket.addr as Deno.NetAddr).port,
+      first: async () =>
+        decoder.decode(
+          (await withDeadline(socket.receive(), 15_000, "the message at the sink"))[0],
+        ),
+      [Symbol.asyncDispose]: () => Promise.resolve(socket.close()),
+    };
+  }
+  assert.equal(scheme, "relp", `a --to scheme this test does not know: ${scheme}`);
+  const taken: string[] = [];
+  const source = new RelpSource({
+    host: "127.0.0.1",
+    port: 0,
+    onBatch: (batch) => {
+      for (let i = 0; i < batch.count; i++) taken.push(decoder.decode(batch.message(i)));
+    },
+  });
+  const { port } = await source.listen();
+  return {
+    port,
+    first: async () => {
+      await waitFor(() => taken.length > 0, { what: "the message at the RELP sink" });
+      return taken[0]!;
+    },
+    [Symbol.asyncDispose]: () => source.close(),
+  };
+}
+
+/** Sends one message to serve's syslog input, over TCP (octet counting) or RELP. */
+async function sendToInput(scheme: string, port: number, message: string): Promise<void> {
+  if (scheme === "tcp") return await sendTcp(port, [message]);
+  assert.equal(scheme, "relp", `a --syslog-in scheme this test does not know: ${scheme}`);
+  const client = new RelpClient({ host: "127.0.0.1", port });
+  try {
+    await client.send([new TextEncoder().encode(message)]);
+  } finally {
+    await client.close();
+  }
+}
+
+Deno.test("contrib/systemd: the units' ExecStart lines run: syslog in and out as the units say (TCP or RELP in; UDP or RELP out), state and status written", async () => {
   await using dir = await tempDir();
   const certs = await makeCerts(dir.path);
   const root = `${dir.path}/root`;
   const moved: Array<[string, string]> = [["/var/lib/", `${root}/var/lib/`]];
 
+  const syslogIn = (await readUnit("reclog-serve.service")).match(
+    /--syslog-in ((tcp|relp):\/\/127\.0\.0\.1:\d+)/,
+  );
+  assert.ok(syslogIn, "reclog-serve.service: --syslog-in tcp:// or relp:// on 127.0.0.1");
+  const inScheme = syslogIn[2]!;
   const serveArgs = await execStart("reclog-serve.service", certs, root, [
     ...moved,
     ["--listen 0.0.0.0:6514", "--listen 127.0.0.1:0"],
-    ["tcp://127.0.0.1:5141", "tcp://127.0.0.1:0"],
+    [syslogIn[1]!, `${inScheme}://127.0.0.1:0`],
   ]);
   await using serve = startReclog(serveArgs);
-  const tcpPort = await serve.waitForListening("syslog-in tcp");
+  const inPort = await serve.waitForListening(`syslog-in ${inScheme}`);
   const mtlsPort = await serve.waitForListening("mTLS");
 
-  const sink = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  try {
-    const sinkPort = (sink.addr as Deno.NetAddr).port;
-    const pullArgs = await execStart("reclog-pull.service", certs, root, [
-      ...moved,
-      ["/run/", `${root}/run/`],
-      ["vps.example.org:6514", `127.0.0.1:${mtlsPort} --server-name localhost`],
-      ["udp://127.0.0.1:514", `udp://127.0.0.1:${sinkPort}`],
-    ]);
-    await using pull = startReclog(pullArgs);
-    await pull.waitForStderr(/connected to /);
+  const to = (await readUnit("reclog-pull.service")).match(
+    /--to ((udp|relp):\/\/127\.0\.0\.1:\d+)/,
+  );
+  assert.ok(to, "reclog-pull.service: --to udp:// or relp:// on 127.0.0.1");
+  await using sink = await sinkReceiver(to[2]!);
+  const pullArgs = await execStart("reclog-pull.service", certs, root, [
+    ...moved,
+    ["/run/", `${root}/run/`],
+    ["vps.example.org:6514", `127.0.0.1:${mtlsPort} --server-name localhost`],
+    [to[1]!, `${to[2]}://127.0.0.1:${sink.port}`],
+  ]);
+  await using pull = startReclog(pullArgs);
+  await pull.waitForStderr(/connected to /);
 
-    const message =
-      "<13>2026-01-02T03:04:05.000006+00:00 vps app[1]: through the units' command lines";
-    await sendTcp(tcpPort, [message]);
-    const [datagram] = await withDeadline(sink.receive(), 15_000, "the message at the UDP sink");
-    assert.equal(decoder.decode(datagram), message);
+  const message =
+    "<13>2026-01-02T03:04:05.000006+00:00 vps app[1]: through the units' command lines";
+  await sendToInput(inScheme, inPort, message);
+  assert.equal(await sink.first(), message);
 
-    await waitFor(async () => (await readOrEmpty(`${root}/run/reclog/status`)) === "OK\n", {
-      what: () => `the status file to say OK; pull stderr:\n${pull.stderr}`,
-    });
-    await waitFor(
-      async () => (await readOrEmpty(`${root}/var/lib/reclog/pull/pull.state`)) !== "",
-      {
-        what: () => `the resume point in the StateDirectory; pull stderr:\n${pull.stderr}`,
-      },
-    );
-    assert.ok(
-      [...Deno.readDirSync(`${root}/var/lib/reclog/spool`)].length > 0,
-      "serve keeps its spool in the StateDirectory",
-    );
+  await waitFor(async () => (await readOrEmpty(`${root}/run/reclog/status`)) === "OK\n", {
+    what: () => `the status file to say OK; pull stderr:\n${pull.stderr}`,
+  });
+  await waitFor(
+    async () => (await readOrEmpty(`${root}/var/lib/reclog/pull/pull.state`)) !== "",
+    {
+      what: () => `the resume point in the StateDirectory; pull stderr:\n${pull.stderr}`,
+    },
+  );
+  assert.ok(
+    [...Deno.readDirSync(`${root}/var/lib/reclog/spool`)].length > 0,
+    "serve keeps its spool in the StateDirectory",
+  );
 
-    // systemd stops them with SIGTERM (KillSignal=) and waits TimeoutStopSec=10.
-    for (const process of [pull, serve]) {
-      const started = Date.now();
-      process.kill("SIGTERM");
-      assert.equal((await process.wait(10_000)).code, 0, process.stderr);
-      assert.ok(Date.now() - started < 10_000);
-    }
-  } finally {
-    sink.close();
+  // systemd stops them with SIGTERM (KillSignal=) and waits TimeoutStopSec=10.
+  for (const process of [pull, serve]) {
+    const started = Date.now();
+    process.kill("SIGTERM");
+    assert.equal((await process.wait(10_000)).code, 0, process.stderr);
+    assert.ok(Date.now() - started < 10_000);
   }
 });
 
