@@ -28,15 +28,7 @@
  */
 
 import { headers } from "@nats-io/transport-node";
-import {
-  DiscardPolicy,
-  jetstream,
-  type JetStreamClient,
-  jetstreamManager,
-  type PubAck,
-  RetentionPolicy,
-  StorageType,
-} from "@nats-io/jetstream";
+import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import {
   ALL_TAKEN,
   type MessageBatch,
@@ -51,6 +43,7 @@ import {
   type NatsConnection,
   type NatsTls,
 } from "../transport/nats_connect.ts";
+import { type JetStreamAck, JetStreamPublisher } from "../transport/nats_publisher.ts";
 import { errorMessage } from "../util/errors.ts";
 
 export type { MessageBatch, Refusal, Sink, WriteReport } from "../batch.ts";
@@ -137,7 +130,7 @@ export class JetStreamSink implements Sink {
   #epoch: string;
   #template: string;
   #subjects = new Map<string, string>();
-  #conn: Promise<{ nc: NatsConnection; js: JetStreamClient }> | undefined;
+  #conn: Promise<{ nc: NatsConnection; js: JetStreamPublisher }> | undefined;
   #closed: Promise<void> | undefined;
   #abort = new AbortController();
   #published = 0;
@@ -173,7 +166,7 @@ export class JetStreamSink implements Sink {
     return subject;
   }
 
-  #connect(): Promise<{ nc: NatsConnection; js: JetStreamClient }> {
+  #connect(): Promise<{ nc: NatsConnection; js: JetStreamPublisher }> {
     this.#conn ??= (async () => {
       const nc = await connectNats({
         servers: this.#options.servers,
@@ -187,7 +180,7 @@ export class JetStreamSink implements Sink {
         await nc.close();
         throw error;
       }
-      return { nc, js: jetstream(nc, { timeout: this.#options.timeoutMs ?? 5000 }) };
+      return { nc, js: new JetStreamPublisher(nc, { timeoutMs: this.#options.timeoutMs ?? 5000 }) };
     })();
     this.#conn.catch(() => this.#conn = undefined);
     return this.#conn;
@@ -235,12 +228,18 @@ export class JetStreamSink implements Sink {
       throw new SinkError(errorMessage(error), 0, { cause: error });
     }
     const { nc, js } = conn;
+    if (nc.isClosed()) {
+      // Closed for good (not a reconnect): the next write connects anew.
+      js.close();
+      this.#conn = undefined;
+      throw new SinkError(`${this.description}: connection closed`, 0);
+    }
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     const window = Math.max(1, this.#options.window ?? 1024);
     const refused: Refusal[] = [];
     for (let start = 0; start < batch.count; start += window) {
       const end = Math.min(batch.count, start + window);
-      const acks: (Promise<PubAck> | undefined)[] = [];
+      const acks: (Promise<JetStreamAck> | undefined)[] = [];
       for (let i = start; i < end; i++) acks.push(this.#publish(js, batch, i, maxPayload, refused));
       const results = await Promise.allSettled(acks);
       for (let k = 0; k < results.length; k++) {
@@ -263,12 +262,12 @@ export class JetStreamSink implements Sink {
   }
 
   #publish(
-    js: JetStreamClient,
+    js: JetStreamPublisher,
     batch: MessageBatch,
     i: number,
     maxPayload: number,
     refused: Refusal[],
-  ): Promise<PubAck> | undefined {
+  ): Promise<JetStreamAck> | undefined {
     const data = batch.message(i);
     if (data.length > maxPayload - 512) {
       refused.push({ index: i, reason: `too large for NATS (${data.length} bytes)` });
@@ -282,12 +281,11 @@ export class JetStreamSink implements Sink {
     const time = batch.time?.(i);
     if (time !== undefined) h.set(NATS_HEADERS.time, String(time));
     const seq = batch.seq?.(i);
-    if (seq === undefined) return js.publish(this.subjectFor(stream), data, { headers: h });
-    h.set(NATS_HEADERS.seq, String(seq));
-    return js.publish(this.subjectFor(stream), data, {
-      headers: h,
-      msgID: `${this.#epoch}:${seq}`,
-    });
+    if (seq !== undefined) {
+      h.set(NATS_HEADERS.seq, String(seq));
+      h.set(NATS_HEADERS.msgId, `${this.#epoch}:${seq}`);
+    }
+    return js.publish(this.subjectFor(stream), data, h);
   }
 
   /** Closes the connection (after what was published went out); safe twice. */
@@ -295,6 +293,7 @@ export class JetStreamSink implements Sink {
     this.#closed ??= (async () => {
       this.#abort.abort();
       const conn = await this.#conn?.catch(() => undefined);
+      conn?.js.close();
       if (conn && !conn.nc.isClosed()) await conn.nc.close();
     })();
     return this.#closed;
