@@ -20,8 +20,11 @@
  * Duplicates: when the process dies, what it was handed and had not yet
  * acknowledged comes again, to it or another source on the durable: at most
  * one batch (`batchSize` messages) that `onBatch` took and whose acks had not
- * reached the server. Nothing is lost: unacknowledged messages are delivered
- * again after the consumer's `ack_wait`.
+ * reached the server. Nothing is lost: unacknowledged messages (up to 8
+ * batches are pulled ahead) are delivered again after the consumer's
+ * `ack_wait`, so after a crash those come up to `ack_wait` late, after newer
+ * ones. A consumer created here allows 32 batches unacknowledged in all
+ * (`max_ack_pending`), shared by the sources on the durable.
  *
  * @module
  */
@@ -213,7 +216,7 @@ export class JetStreamSource implements Source {
     try {
       const consumer = await this.#consumer(nc);
       const size = Math.max(1, o.batchSize ?? 256);
-      this.#messages = await consumer.consume({ max_messages: size * 2 });
+      this.#messages = await consumer.consume({ max_messages: size * 8 });
     } catch (error) {
       await nc.close();
       throw new Error(`${this.description}: ${errorMessage(error)}`);
@@ -238,7 +241,7 @@ export class JetStreamSource implements Source {
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         ack_wait: (o.ackWaitMs ?? 30_000) * 1e6,
-        max_ack_pending: Math.max(1024, (o.batchSize ?? 256) * 8),
+        max_ack_pending: Math.max(8192, (o.batchSize ?? 256) * 32),
         ...(o.filter ? { filter_subject: o.filter } : {}),
       });
     }
