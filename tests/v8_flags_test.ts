@@ -13,5 +13,5 @@ Deno.test("the reclog task, the compiled binary and the tests run with the same 
   assert.ok(task.includes(` --v8-flags=${V8_FLAGS} `), `deno.json task reclog: ${task}`);
   assert.ok(reclogArgv([]).includes(`--v8-flags=${V8_FLAGS}`));
   const compile = await Deno.readTextFile(new URL("../tools/compile.ts", import.meta.url));
-  assert.match(compile, /"-P=reclog", `--v8-flags=\$\{V8_FLAGS\}`/);
+  assert.match(compile, /"-P=reclog",\s*`--v8-flags=\$\{V8_FLAGS\}`/);
 });
