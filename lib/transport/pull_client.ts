@@ -30,7 +30,6 @@ import { acceptSequence, expectedAfterLost } from "../protocol/stream_rules.ts";
 import { lossText, NoticeBatch } from "../protocol/loss_notice.ts";
 import { formatSeconds, frameTypeName, printable } from "../protocol/peer_text.ts";
 import type { MessageBatch, Sink, WriteReport } from "../batch.ts";
-import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
 import { sleep } from "../util/sleep.ts";
 import type { ResumeState } from "../state/resume_state.ts";
@@ -38,8 +37,9 @@ import type { StatusFile } from "../ops/status_file.ts";
 import type { Counter, Metrics } from "../ops/metrics.ts";
 import type { TlsMaterial } from "../tls/policy.ts";
 import { Backoff } from "./backoff.ts";
-import { connect, ConnectError } from "./connect.ts";
+import { connect } from "./connect.ts";
 import { PullSink } from "./pull_sink.ts";
+import { describeError } from "./pull_errors.ts";
 
 /** Options for {@linkcode PullClient}. */
 export interface PullClientOptions {
@@ -105,6 +105,12 @@ export interface PullClientOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The resume point is saved after this many messages were taken (and at
+ * least every second while they flow), bounding what a SIGKILL re-sends.
+ */
+export const SAVE_EVERY = 500;
+
 /** The counters of each upstream: metric name and help. */
 const COUNTERS = {
   messages: ["reclog_pull_messages_total", "Messages handed to the sink"],
@@ -146,6 +152,7 @@ export class PullClient {
   #lastTime = 0;
   #disconnectedSince: Date | undefined = new Date();
   readonly #sink: PullSink;
+  #unsaved = 0;
   readonly #counters: { -readonly [K in keyof typeof COUNTERS]?: Counter } = {};
 
   /**
@@ -428,6 +435,7 @@ export class PullClient {
     this.#counters.messages?.inc(batch.count + rotations.length);
     this.#counters.bytes?.inc(bytes);
     this.#advance(seq, time);
+    await this.#saveOften(batch.count);
   }
 
   /** The sink took everything up to the entry `seq`, received at `time`. */
@@ -436,6 +444,14 @@ export class PullClient {
     if (this.#epoch) {
       this.#options.state?.advance({ epoch: this.#epoch, next: seq + 1, lastTime: time });
     }
+  }
+
+  /** Saves the resume point once {@linkcode SAVE_EVERY} messages were taken since the last save. */
+  async #saveOften(taken: number): Promise<void> {
+    this.#unsaved += taken;
+    if (this.#unsaved < SAVE_EVERY) return;
+    this.#unsaved = 0;
+    await this.#options.state?.save();
   }
 
   /** Logs and counts what the sink refused (it will not be sent again). */
@@ -460,26 +476,6 @@ export class PullClient {
     const notice = new NoticeBatch(text);
     this.#refused(notice, await this.#sink.write(notice, () => {}));
   }
-}
-
-function describeError(failure: unknown): string {
-  if (failure instanceof ProtocolError) return `protocol error: ${failure.message}`;
-  // A failed connect: its cause is worded here, for pull.
-  const error = failure instanceof ConnectError && failure.cause !== undefined
-    ? failure.cause
-    : failure;
-  const message = errorMessage(error);
-  const code = (error as { code?: string })?.code;
-  if (code === "ECONNREFUSED") return "connection refused (is reclog serve running?)";
-  if (
-    /CertificateRequired|certificate required|UnknownCA|unknown ca|bad certificate/i.test(message)
-  ) {
-    return `the server refused our certificate (${message})`;
-  }
-  if (/UnknownIssuer|NotValidForName|CertNotValidForName|Expired|certificate/i.test(message)) {
-    return `the server's certificate was rejected: ${message}`;
-  }
-  return message;
 }
 
 /** Sends `C` with the error as reason and half-closes; resolves when flushed or after 1 s. */
