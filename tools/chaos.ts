@@ -200,9 +200,11 @@ async function reclogChain(
   const homePort = freePort();
   await Deno.mkdir(`${dir}/b`, { recursive: true });
   // RELP ends: the contrib/rsyslog snippets as installed, ports and paths changed.
-  const forward = via.in === "relp"
+  // (While the VPS snippet still forwards over TCP, its parameters with omrelp.)
+  const vps = await contribSnippet("90-forward-to-reclog.conf", []);
+  const forward = via.in === "relp" && vps.includes('type="omrelp"')
     ? await contribSnippet("90-forward-to-reclog.conf", [['port="5142"', `port="${inPort}"`]])
-    : forwardAction("tcp", inPort);
+    : forwardAction(via.in, inPort);
   const a = await rsyslogDaemon("A(reclog)", `${dir}/a`, rsyslogA(`${dir}/a`, gen, forward));
   const serve = new Daemon(
     "serve",
