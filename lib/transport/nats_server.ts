@@ -25,6 +25,8 @@ export interface NatsServerOptions {
   port?: number;
   /** Cluster route port and the routes to the others, for a cluster. */
   cluster?: { name: string; port: number; routes: number[] };
+  /** TLS for clients (PEM file paths); with `verify`, client certificates are required. */
+  tls?: { cert: string; key: string; ca: string; verify?: boolean };
   /** The program. @default {"nats-server"} */
   program?: string;
 }
@@ -78,6 +80,10 @@ export class NatsServer implements AsyncDisposable {
     args.push("-n", o.name ?? "n1", "-m", String(this.monitorPort));
     args.push("-l", `${o.dir}/nats-server.log`);
     Deno.mkdirSync(o.dir, { recursive: true });
+    if (o.tls) {
+      args.push("--tls", "--tlscert", o.tls.cert, "--tlskey", o.tls.key, "--tlscacert", o.tls.ca);
+      if (o.tls.verify) args.push("--tlsverify");
+    }
     if (o.cluster) {
       args.push(
         "--cluster_name",
