@@ -1173,7 +1173,7 @@ function tables(summaries: Summary[], latency: RunResult[], options: Options): s
       ["offered msg/s", "pipeline", "delivered", "kernel drop at UDP input", "in serve's journal"],
       lossy.map((s) => [
         fmtNum(s.rate),
-        LABELS[s.pipeline],
+        LABELS[s.pipeline] + (s.config ? ` (${s.config})` : ""),
         fmtPct(s.delivered),
         s.inputDropped === undefined ? "n/a (TCP)" : fmtPct(s.inputDropped),
         s.ingested === undefined ? "n/a" : fmtPct(s.ingested),
