@@ -13,10 +13,17 @@
 import { connect, type NatsConnection, type TlsOptions } from "@nats-io/transport-node";
 import { describeFsError, errorMessage } from "../util/errors.ts";
 
-export type { NatsConnection } from "@nats-io/transport-node";
+export type { MsgHdrs, NatsConnection, TlsOptions } from "@nats-io/transport-node";
 
 /** The headers of a message reclog published to JetStream. */
-export const NATS_HEADERS = Object.freeze({
+export const NATS_HEADERS: Readonly<{
+  msgId: "Nats-Msg-Id";
+  stream: "Reclog-Stream";
+  seq: "Reclog-Seq";
+  epoch: "Reclog-Epoch";
+  time: "Reclog-Time";
+  host: "Reclog-Host";
+}> = Object.freeze({
   /** JetStream's own de-duplication id: `EPOCH:SEQ`. */
   msgId: "Nats-Msg-Id",
   /** The reclog stream of the message (`syslog`, `file:/var/log/x`). */

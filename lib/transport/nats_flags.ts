@@ -41,11 +41,15 @@ export const NATS_FROM_FLAGS = {
   "nats-filter": { type: "string" },
 } as const;
 
-/** Values of the shared flags. */
-interface CommonValues {
+/** Values of the flags both roles have. */
+export interface CommonValues {
+  /** `--nats-stream NAME`. */
   "nats-stream"?: string;
+  /** `--nats-cert FILE` (client certificate). */
   "nats-cert"?: string;
+  /** `--nats-key FILE`. */
   "nats-key"?: string;
+  /** `--nats-ca FILE`. */
   "nats-ca"?: string;
 }
 

@@ -13,6 +13,8 @@
 import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import type { NatsConnection } from "./nats_connect.ts";
 
+export type { MsgHdrs } from "./nats_connect.ts";
+
 /** JetStream's answer to a stored (or de-duplicated) message. */
 export interface JetStreamAck {
   /** The stream that stored it. */
