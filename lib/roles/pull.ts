@@ -33,7 +33,8 @@ host name), or writes it elsewhere.
   --server-name NAME        name the server certificate must carry
                                                           [the HOST of --server]
   --to URL                  udp://HOST:PORT, tcp://HOST:PORT (octet counting),
-                            unix:///dev/log, or - for stdout (a message a line)
+                            relp://HOST:PORT (acknowledged), unix:///dev/log,
+                            or - for stdout (a message a line); checked at start
                                                           [udp://127.0.0.1:514]
   --mirror DIR              instead of --to: append each stream to DIR/<stream>
                             (DIR/syslog, DIR/tcp for serve --tcp-in, ...)
@@ -53,6 +54,14 @@ host name), or writes it elsewhere.
                             README); replaces --server, --cert, --key, --ca,
                             --server-name, --to, --mirror, --state
   -h, --help                this text
+
+Only relp:// loses nothing: the resume point moves past acknowledged
+messages only. A tcp:// receiver that crashes can lose the batch in flight;
+udp:// has no acknowledgement (to a loopback receiver pull paces by its queue
+and holds the resume point while it is down). A failing sink is retried with
+back-off, the server connection kept. The resume point is saved every 500
+messages and every second: a SIGKILL re-sends at most those 500, the batch in
+flight and, with relp://, the up to 1,024 not yet acknowledged.
 
 --cert, --key and --ca are read again on SIGHUP and when they change on disk
 (used from the next connection on). Reconnects with exponential back-off from
