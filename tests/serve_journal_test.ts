@@ -242,3 +242,34 @@ Deno.test("serve --journal-dir --spool: SIGKILL and restart lose nothing, repeat
   assert.ok(!after.includes("m5001"), "m5001 was vacuumed");
   await pull.waitForStderr(/lost/);
 });
+
+Deno.test("journal.appendLost: a hole the cursor reports as lost with its reason, kept across a spool reopen", async () => {
+  const { Journal } = await import("../lib/journal/journal.ts");
+  await using dir = await tempDir();
+  const stream = new TextEncoder().encode("journal");
+  const data = new TextEncoder().encode("<14>1 - - - - - x");
+  {
+    await using journal = await Journal.open({ spoolDir: dir.path });
+    journal.append(stream, data);
+    assert.deepEqual(journal.appendLost(3, "gone at the source"), { from: 2, to: 4 });
+    journal.append(stream, data);
+    const cursor = journal.cursor(1);
+    const reads = [cursor.read(), cursor.read(), cursor.read()];
+    assert.deepEqual(reads.map((r) => r?.kind), ["frames", "lost", "frames"]);
+    const lost = reads[1]!;
+    assert.ok(lost.kind === "lost");
+    assert.deepEqual([lost.from, lost.to, lost.count, lost.reason], [
+      2,
+      4,
+      3,
+      "gone at the source",
+    ]);
+    assert.equal(journal.nextSeq, 6);
+  }
+  await using journal = await Journal.open({ spoolDir: dir.path });
+  assert.equal(journal.nextSeq, 6, "the numbering continues across the hole");
+  const cursor = journal.cursor(2);
+  const read = cursor.read();
+  assert.ok(read?.kind === "lost" && read.from === 2 && read.to === 4, JSON.stringify(read));
+  assert.equal(cursor.read()?.kind, "frames");
+});

@@ -370,7 +370,7 @@ export class Journal implements Disposable, AsyncDisposable {
    */
   appendLost(count: number, reason: string, time = Date.now()): { from: number; to: number } {
     const hole = { from: this.#nextSeq, to: this.#nextSeq + count - 1, time, reason };
-    if (count < 1) return hole;
+    if (count < 1) return { from: hole.from, to: hole.from - 1 };
     try {
       this.#spool?.markHole(hole);
     } catch (error) {
@@ -379,7 +379,7 @@ export class Journal implements Disposable, AsyncDisposable {
     this.#nextSeq = hole.to + 1;
     this.#holes.push(hole);
     this.#schedule();
-    return hole;
+    return { from: hole.from, to: hole.to };
   }
 
   /** @internal The hole holding `seq`, if any (see {@linkcode Journal.appendLost}). */
