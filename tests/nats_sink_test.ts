@@ -134,7 +134,9 @@ Deno.test({
       "the durable to get everything",
       () => new Set(got.map((r) => r.seq)).size >= total,
     );
+    await waitFor("the connections to come back", () => sink.connected && source.connected);
     await source.close();
+    nodeAssert.ok(!source.connected);
     const seqs = new Set(got.map((r) => r.seq));
     nodeAssert.deepStrictEqual(seqs.size, total);
     console.log(`durable got ${got.length} for ${total} (redelivered ${got.length - total})`);

@@ -39,6 +39,7 @@ import {
 } from "../batch.ts";
 import {
   connectNats,
+  followConnected,
   NATS_HEADERS,
   type NatsConnection,
   type NatsTls,
@@ -134,6 +135,7 @@ export class JetStreamSink implements Sink {
   #closed: Promise<void> | undefined;
   #abort = new AbortController();
   #published = 0;
+  #connected: () => boolean = () => false;
 
   /** Makes the sink; nothing connects before the first write. */
   constructor(options: JetStreamSinkOptions) {
@@ -148,6 +150,11 @@ export class JetStreamSink implements Sink {
   /** Sets the journal epoch of the message ids of later writes. */
   begin(epoch: number | string): void {
     this.#epoch = String(epoch);
+  }
+
+  /** Whether the connection to NATS is up (false before the first write). */
+  get connected(): boolean {
+    return this.#connected();
   }
 
   /** Messages acknowledged by JetStream so far (repeats it dropped included). */
@@ -174,6 +181,7 @@ export class JetStreamSink implements Sink {
         timeoutMs: this.#options.timeoutMs ?? 5000,
         ...(this.#options.tls ? { tls: this.#options.tls } : {}),
       });
+      this.#connected = followConnected(nc);
       try {
         await this.#ensureStream(nc);
       } catch (error) {

@@ -41,6 +41,7 @@ import {
 import type { BatchHandler, MessageBatch, Source } from "../batch.ts";
 import {
   connectNats,
+  followConnected,
   NATS_HEADERS,
   type NatsConnection,
   type NatsTls,
@@ -185,6 +186,7 @@ export class JetStreamSource implements Source {
   #closed: Promise<void> | undefined;
   #stopping = false;
   #handed = 0;
+  #connected: () => boolean = () => false;
 
   /** Makes the source; nothing connects before {@linkcode JetStreamSource.listen}. */
   constructor(options: JetStreamSourceOptions) {
@@ -196,6 +198,11 @@ export class JetStreamSource implements Source {
       options.servers.join(",")
     } stream ${options.stream} durable ${options.durable}`;
     options.signal?.addEventListener("abort", () => void this.close(), { once: true });
+  }
+
+  /** Whether the connection to NATS is up (for status files and `/healthz`). */
+  get connected(): boolean {
+    return this.#connected();
   }
 
   /** Messages handed on and acknowledged so far. */
@@ -213,6 +220,7 @@ export class JetStreamSource implements Source {
       ...(o.tls ? { tls: o.tls } : {}),
     });
     this.#nc = nc;
+    this.#connected = followConnected(nc);
     try {
       const consumer = await this.#consumer(nc);
       const size = Math.max(1, o.batchSize ?? 256);

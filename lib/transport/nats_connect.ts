@@ -144,3 +144,28 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsConn
     throw new Error(`NATS ${servers.join(",")}: ${errorMessage(error)}`);
   }
 }
+
+/**
+ * Follows a connection's status: `connected()` is false from a `disconnect`
+ * event until the next `reconnect` (for status files and `/healthz`). Ends
+ * with the connection.
+ *
+ * @example Report the connection state
+ * ```ts ignore
+ * import { connectNats, followConnected } from "./nats_connect.ts";
+ * const nc = await connectNats({ servers: ["nats://127.0.0.1:4222"] });
+ * const connected = followConnected(nc);
+ * console.log(connected()); // true
+ * ```
+ */
+export function followConnected(nc: NatsConnection): () => boolean {
+  let connected = true;
+  (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") connected = false;
+      else if (status.type === "reconnect") connected = true;
+    }
+  })().catch(() => {});
+  nc.closed().then(() => connected = false, () => connected = false);
+  return () => connected;
+}
