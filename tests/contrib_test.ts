@@ -115,21 +115,21 @@ Deno.test("contrib/rsyslog: every snippet passes rsyslogd -N1", async () => {
 });
 
 Deno.test(
-  "contrib/rsyslog/90-forward-to-reclog.conf: logger → rsyslog → serve → pull, nothing lost or doubled while serve restarts",
+  "contrib/rsyslog/90-forward-to-reclog.conf: logger → rsyslog omrelp → serve → pull, nothing lost or doubled while serve restarts",
   async () => {
     await using dir = await tempDir();
     const certs = await makeCerts(dir.path);
-    const tcpPort = freePort("tcp");
+    const relpPort = freePort("tcp");
     const mtlsPort = freePort("tcp");
     const serveArgs = [
       "--syslog-in",
-      `tcp://127.0.0.1:${tcpPort}`,
+      `relp://127.0.0.1:${relpPort}`,
       "--spool",
       `${dir.path}/spool`,
     ];
     const startVps = async (): Promise<Running> => {
       const served = await startServe(certs, { port: mtlsPort, args: serveArgs });
-      await served.process.waitForListening("syslog-in tcp");
+      await served.process.waitForListening("syslog-in relp");
       return served.process;
     };
 
@@ -140,7 +140,7 @@ Deno.test(
     // action: once a message is in it, it is in the forwarding queue.
     const rules = `module(load="imudp")
 input(type="imudp" address="127.0.0.1" port="${udpPort}")
-${await snippet("90-forward-to-reclog.conf", [['port="5141"', `port="${tcpPort}"`]])}
+${await snippet("90-forward-to-reclog.conf", [['port="5142"', `port="${relpPort}"`]])}
 action(type="omfile" file="${seen}" template="RSYSLOG_FileFormat")
 `;
 
@@ -202,6 +202,82 @@ action(type="omfile" file="${seen}" template="RSYSLOG_FileFormat")
       "every message once, in order, text unchanged",
     );
     for (const message of got) assert.equal(message.host, hostname, "the sender's host name");
+  },
+);
+
+Deno.test(
+  "contrib/rsyslog/90-forward-to-reclog.conf: serve --spool SIGKILLed twice while rsyslog forwards 5,000 messages over RELP, every one arrives",
+  async () => {
+    await using dir = await tempDir();
+    const certs = await makeCerts(dir.path);
+    const relpPort = freePort("tcp");
+    const mtlsPort = freePort("tcp");
+    const startVps = async (): Promise<Running> => {
+      const served = await startServe(certs, {
+        port: mtlsPort,
+        args: ["--syslog-in", `relp://127.0.0.1:${relpPort}`, "--spool", `${dir.path}/spool`],
+      });
+      await served.process.waitForListening("syslog-in relp");
+      return served.process;
+    };
+    const tcpPort = freePort("tcp");
+    const rules = `module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="${tcpPort}")
+${await snippet("90-forward-to-reclog.conf", [['port="5142"', `port="${relpPort}"`]])}
+`;
+    let serve = await startVps();
+    await using _rsyslog = await startRsyslog({
+      dir: `${dir.path}/rsyslog`,
+      rules,
+      readyTcpPort: tcpPort,
+    });
+    await using pull = await startPull(certs, mtlsPort, {
+      args: ["--state", `${dir.path}/pull.state`],
+    });
+    try {
+      const count = 5_000;
+      const tally = () => {
+        const counts = new Map<number, number>();
+        for (const m of pull.stdout.matchAll(/fwd-(\d{6})/g)) {
+          counts.set(Number(m[1]), (counts.get(Number(m[1])) ?? 0) + 1);
+        }
+        return counts;
+      };
+      const sending = (async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: tcpPort });
+        try {
+          for (let i = 0; i < count; i += 100) {
+            const lines = Array.from(
+              { length: 100 },
+              (_, j) => `<13>Nov 21 10:00:00 vps app: fwd-${String(i + j).padStart(6, "0")}\n`,
+            ).join("");
+            const bytes = new TextEncoder().encode(lines);
+            for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        } finally {
+          conn.close();
+        }
+      })();
+      for (const after of [500, 2_500]) {
+        await waitFor(() => tally().size >= after, {
+          timeoutMs: 30_000,
+          what: () => `${after} messages through; serve stderr:\n${serve.stderr}`,
+        });
+        serve.kill("SIGKILL");
+        await serve.wait();
+        await serve[Symbol.asyncDispose]();
+        serve = await startVps();
+      }
+      await sending;
+      let through = 0;
+      await waitFor(() => (through = tally().size) === count, {
+        timeoutMs: 60_000,
+        what: () => `all ${count} through (${through}); pull stderr:\n${pull.stderr}`,
+      });
+    } finally {
+      await serve[Symbol.asyncDispose]();
+    }
   },
 );
 

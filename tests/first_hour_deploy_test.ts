@@ -104,6 +104,7 @@ Deno.test("certs init: the printed commands, pasted, deliver a logger message fr
   const mtlsPort = freePort("tcp");
   const syslogInPort = freePort("tcp");
   const homeUdpPort = freePort("udp");
+  const homeRelpPort = freePort("tcp");
   const loggerPort = freePort("udp");
   const vps = `${dir.path}/vps`;
   const home = `${dir.path}/home`;
@@ -156,15 +157,15 @@ Deno.test("certs init: the printed commands, pasted, deliver a logger message fr
     } else if (command.startsWith("reclog serve ")) {
       const line = substitute(relocate(command, vps), [
         ["--listen 0.0.0.0:6514", `--listen 127.0.0.1:${mtlsPort}`],
-        ["tcp://127.0.0.1:5141", `tcp://127.0.0.1:${syslogInPort}`],
+        ["relp://127.0.0.1:5142", `relp://127.0.0.1:${syslogInPort}`],
       ]);
       serve = startReclog(reclogWords(line));
       stack.defer(() => serve![Symbol.asyncDispose]());
-      await serve.waitForListening("syslog-in tcp");
+      await serve.waitForListening("syslog-in relp");
     } else if (command.startsWith("reclog pull ")) {
       const line = substitute(relocate(command, home), [
         ["localhost:6514", `localhost:${mtlsPort}`],
-        [/udp:\/\/127\.0\.0\.1:514\b/g, `udp://127.0.0.1:${homeUdpPort}`],
+        [/relp:\/\/127\.0\.0\.1:2514\b/g, `relp://127.0.0.1:${homeRelpPort}`],
       ]);
       pull = startReclog(reclogWords(line));
       stack.defer(() => pull![Symbol.asyncDispose]());
@@ -176,7 +177,7 @@ Deno.test("certs init: the printed commands, pasted, deliver a logger message fr
       vpsRsyslog = false;
       const forward = substitute(
         await Deno.readTextFile(`${vps}/rsyslog.d/90-forward-to-reclog.conf`),
-        [['port="5141"', `port="${syslogInPort}"`]],
+        [['port="5142"', `port="${syslogInPort}"`]],
       );
       await rsyslogd(
         vps,
@@ -187,7 +188,11 @@ Deno.test("certs init: the printed commands, pasted, deliver a logger message fr
       homeRsyslog = false;
       const receive = substitute(
         await Deno.readTextFile(`${home}/rsyslog.d/10-reclog-receive.conf`),
-        [['port="514"', `port="${homeUdpPort}"`], [/\/var\/log\//g, `${home}/log/`]],
+        [
+          ['port="2514"', `port="${homeRelpPort}"`],
+          ['port="514"', `port="${homeUdpPort}"`],
+          [/\/var\/log\//g, `${home}/log/`],
+        ],
       );
       const tlog = substitute(
         await Deno.readTextFile(`${home}/rsyslog.d/20-tlog.conf`),

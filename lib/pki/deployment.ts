@@ -32,11 +32,11 @@ export const DEPLOYMENT = {
   /** pull --state (reclog-pull.service's StateDirectory). */
   state: "/var/lib/reclog/pull/pull.state",
   /** serve --syslog-in: what contrib/rsyslog/90-forward-to-reclog.conf forwards to. */
-  syslogIn: "tcp://127.0.0.1:5141",
+  syslogIn: "relp://127.0.0.1:5142",
   /** serve --listen. */
   listen: `0.0.0.0:${DEFAULT_PORT}`,
   /** pull --to: what contrib/rsyslog/10-reclog-receive.conf listens on. */
-  to: "udp://127.0.0.1:514",
+  to: "relp://127.0.0.1:2514",
 } as const;
 
 /**
@@ -101,8 +101,9 @@ export function initReport(result: InitResult): string {
     "     ca.key stays at home: it never goes to the VPS.",
     `       ssh root@${result.serverName} 'install -d -m 0700 ${etc}'`,
     `       scp ${path("ca.pem")} ${path("server.pem")} ${path("server.key")} root@${vps}:${etc}/`,
-    `  2. On the VPS: rsyslog forwards to reclog over TCP on ${DEPLOYMENT.syslogIn}, and reclog serves`,
-    `     clients on port ${DEFAULT_PORT} (open it in the firewall; reclog-serve.service runs the same):`,
+    `  2. On the VPS: rsyslog forwards to reclog over RELP on ${DEPLOYMENT.syslogIn}, and reclog serves`,
+    `     clients on port ${DEFAULT_PORT} (open it in the firewall; reclog-serve.service runs the same;`,
+    "     rsyslog needs the package rsyslog-relp on both machines):",
     "       install -m 0644 contrib/rsyslog/90-forward-to-reclog.conf /etc/rsyslog.d/ && systemctl restart rsyslog",
     `       ${serveCommand()}`,
     "  3. At home: a client certificate, an rsyslog that files what pull re-injects under",
