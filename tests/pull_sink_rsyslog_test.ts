@@ -300,3 +300,35 @@ Deno.test("pull --to is checked at start: an unknown host or a missing socket is
     assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
   }
 });
+
+Deno.test("pull --to relp:// SIGKILLed mid-stream and restarted: nothing lost, duplicates within 500 + a batch + the RELP window", async () => {
+  await using dir = await tempDir();
+  const certs = await makeCerts(dir.path);
+  const port = freePort();
+  const file = `${dir.path}/home.log`;
+  const state = `${dir.path}/pull.state`;
+  const served = await startServe(certs, { tcp: true });
+  await using _serve = served.process;
+  await using _rsyslog = await home(`${dir.path}/r`, "imrelp", port, file);
+  const total = 12_000;
+  const args = ["--state", state];
+  const first = await startPull(certs, served.port, { to: `relp://127.0.0.1:${port}`, args });
+  const sender = paced(served.tcpPort!, "kill", 0, total, 4000);
+  await waitFor(async () => await unique(file, "kill", total) >= 4000, { what: "4,000 first" });
+  first.kill("SIGKILL");
+  await first.wait();
+  await first[Symbol.asyncDispose]();
+  await using _second = await startPull(certs, served.port, {
+    to: `relp://127.0.0.1:${port}`,
+    args,
+  });
+  await sender;
+  await waitFor(async () => await unique(file, "kill", total) === total, {
+    what: `${total} in the home file`,
+    timeoutMs: 30_000,
+  });
+  const result = audit(await readOrEmpty(file), "kill", total);
+  console.log(`relp, pull SIGKILLed at 4,000 msg/s: ${JSON.stringify(result)}`);
+  assert.equal(result.missing, 0);
+  assert.ok(result.duplicates <= 500 + 1000 + 1024, `${result.duplicates} duplicates`);
+});

@@ -8,7 +8,9 @@
  * again the datagrams around a drop its kernel counted (and counts them in
  * {@linkcode UdpSink.dropped}), and while no socket is bound to the port
  * (the receiver is down) rejects with a {@linkcode SinkError} whose `taken`
- * counts only the datagrams the receiver is known to have read. For a
+ * counts only the datagrams the receiver is known to have read (a write
+ * waits up to a second for the receiver to read its batch; copies of what is
+ * still unread then are sent again when the receiver comes back). For a
  * remote receiver none of this is known: a datagram lost on the way or in
  * its queue is lost silently.
  *
@@ -37,13 +39,15 @@ const MIN_QUEUE = 16 * 1024;
 /** Kernel bytes a queued datagram takes beyond its payload (loopback: 1280 for 200 bytes). */
 const OVERHEAD = 1280;
 /**
- * At the end of a batch: how long to wait for the receiver's queue to empty
- * while it keeps changing (other senders), ms, and how long a queue that
- * does not move at all (a receiver that stopped reading) is waited for
- * before the write fails, ms.
+ * How long to wait at the end of a batch for the receiver's queue to empty,
+ * ms (what is still unread then is kept and sent again should the receiver
+ * go away with it), and how long a full queue that does not move (a
+ * receiver that stopped reading) is waited for before the write fails, ms.
  */
 const DRAIN_MS = 1000;
 const STALL_MS = 5000;
+/** Most unread datagrams kept to send again after the receiver went away with them. */
+const MAX_PENDING = 4096;
 /** Sends of the same chunk when the receiver's kernel keeps dropping. */
 const MAX_RESENDS = 3;
 
@@ -92,6 +96,9 @@ export class UdpSink implements Sink {
   #done = 0;
   #truncated = 0;
   #dropped = 0;
+  /** Copies of datagrams sent by earlier writes and not known read. */
+  #pending: Uint8Array[] = [];
+  #wentDown = false;
 
   /** Sends to `to`; the socket is opened on the first write. */
   constructor(to: UdpSinkOptions) {
@@ -176,6 +183,7 @@ export class UdpSink implements Sink {
         return await this.write(new Rest(batch, confirmed));
       }
       if (!state.present) {
+        this.#wentDown = true;
         throw new SinkError(
           `${this.description}: nobody listens on UDP port ${receiver.port} (receiver down)`,
           confirmed,
@@ -192,12 +200,22 @@ export class UdpSink implements Sink {
           drainStart = 0;
         }
       }
-      if (state.queued === 0) confirmed = next;
+      if (state.queued === 0) {
+        confirmed = next;
+        this.#pending = [];
+      }
+      if (this.#wentDown) {
+        // Back up: first what an earlier write left unread in the queue it lost.
+        this.#wentDown = false;
+        const copies = new Copies(this.#pending);
+        if (copies.count > 0) await this.#send(conn, copies, 0, copies.count, copies.count);
+        continue;
+      }
       const now = Date.now();
       if (state.queued !== lastQueued || state.queued === 0) {
         [lastQueued, movedAt] = [state.queued, now];
       }
-      if (now - movedAt > STALL_MS) {
+      if (next < batch.count && now - movedAt > STALL_MS) {
         throw new SinkError(
           `${this.description}: the receiver stopped reading (${state.queued} bytes wait in its queue)`,
           confirmed,
@@ -205,7 +223,12 @@ export class UdpSink implements Sink {
       }
       if (next >= batch.count) {
         drainStart ||= now;
-        if (state.queued === 0 || (now - drainStart > DRAIN_MS && movedAt > drainStart)) {
+        if (state.queued === 0) return ALL_TAKEN;
+        if (now - drainStart > DRAIN_MS) {
+          // Not read yet: keep copies, sent again if the receiver goes away with them.
+          for (let i = confirmed; i < batch.count && this.#pending.length < MAX_PENDING; i++) {
+            this.#pending.push(batch.message(i).slice(0, this.#maxDatagram));
+          }
           return ALL_TAKEN;
         }
         await sleep(1);
@@ -305,5 +328,16 @@ class Rest implements MessageBatch {
   }
   message(i: number): Uint8Array {
     return this.batch.message(i + this.from);
+  }
+}
+
+/** A batch of copied messages. */
+class Copies implements MessageBatch {
+  constructor(readonly messages: Uint8Array[]) {}
+  get count(): number {
+    return this.messages.length;
+  }
+  message(i: number): Uint8Array {
+    return this.messages[i]!;
   }
 }
