@@ -6,13 +6,13 @@
 
 import { ConfigError, parseBytes, parseHostPort, parseRoleArgs, prepareDir } from "../cli/flags.ts";
 import { formatHostPort } from "../util/address.ts";
-import { describeNetError } from "../util/errors.ts";
 import { FanoutServer } from "../transport/fanout_server.ts";
 import { Journal } from "../journal/journal.ts";
 import { log } from "../util/log.ts";
 import { shutdownSignal } from "../util/shutdown.ts";
 import { FileTail } from "../sources/file.ts";
 import {
+  bindFlag as bind,
   defaultFileState,
   inputMetrics,
   openSource,
@@ -24,6 +24,7 @@ import * as journalInput from "../sources/open_journal.ts";
 import { FileCheckpoints } from "../state/file_checkpoints.ts";
 import { TlsReloader } from "../tls/reloader.ts";
 import { Metrics } from "../ops/metrics.ts";
+import { PUBLISH_FLAGS, PUBLISH_USAGE, startPublishing } from "../sinks/journal_publisher.ts";
 import { loadTlsMaterial, parseDn, parseFingerprint, type PeerPolicy } from "../tls/policy.ts";
 
 const USAGE = `Usage: reclog serve --cert FILE --key FILE --ca FILE [flags]
@@ -58,6 +59,8 @@ Files (file-mode; 'pull --mirror DIR' keeps an exact copy at home):
                             --spool, else ~/.local/state/reclog/files.json]
 
 ${journalInput.JOURNAL_USAGE}
+
+${PUBLISH_USAGE}
 
 Which clients are accepted (beyond chaining to --ca):
   --issuer DN               exact issuer, 'CN=My CA,O=Example' or '/O=Example/CN=My CA'
@@ -103,6 +106,7 @@ const OPTIONS = {
   "spool-bytes": { type: "string", default: "1GiB" },
   "max-message": { type: "string", default: "64KiB" },
   ...journalInput.JOURNAL_FLAGS,
+  ...PUBLISH_FLAGS,
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -211,6 +215,13 @@ export async function run(args: string[]): Promise<number> {
       `${input.description} read ${input.startCursor ? "after its cursor" : "from the start"}`,
     );
   }
+  const publishing = await startPublishing(values, journal, {
+    spoolDir: values.spool,
+    serveTls: { cert: values.cert!, key: values.key!, ca: values.ca! },
+    metrics,
+    signal,
+  });
+  if (publishing) bound.push(`publishing to ${stack.use(publishing).description}`);
   const server = stack.use(
     new FanoutServer(journal, {
       host: listen.host,
@@ -267,24 +278,4 @@ export async function run(args: string[]): Promise<number> {
   await server.close("server shutting down");
   log("serve").info("stopped after {count} messages", { count: journal.nextSeq - 1 });
   return 0;
-}
-
-/**
- * Runs `listen`; a bind error becomes a one-line ConfigError naming the flag:
- * "--listen '127.0.0.1:P': address already in use".
- */
-async function bind<T>(listen: () => Promise<T>, flag: string, value: string): Promise<T> {
-  try {
-    return await listen();
-  } catch (error) {
-    const reason = describeNetError(error);
-    if (reason === "address already in use") throw new ConfigError(`${flag} '${value}': ${reason}`);
-    if (reason === "host name not found") {
-      throw new ConfigError(`${flag} '${value}': cannot resolve the host name`);
-    }
-    if (reason === "permission denied" || reason === "address not available on this machine") {
-      throw new ConfigError(`${flag} '${value}': cannot bind (${(error as Error).message})`);
-    }
-    throw error;
-  }
 }

@@ -10,6 +10,7 @@
 import type { BatchHandler } from "../batch.ts";
 import { ConfigError, parseEndpoint, parseHostPort } from "../cli/flags.ts";
 import type { Journal } from "../journal/journal.ts";
+import { describeNetError } from "../util/errors.ts";
 import { type Counter, type Metrics, udpDrops } from "../ops/metrics.ts";
 import { RelpSource } from "./relp.ts";
 import { TcpSource } from "./tcp.ts";
@@ -278,4 +279,35 @@ export function parseFileFlags(values: string[]): FileSpec[] {
 export function defaultFileState(): string {
   const base = Deno.env.get("XDG_STATE_HOME") || `${Deno.env.get("HOME") ?? "."}/.local/state`;
   return `${base}/reclog/files.json`;
+}
+
+/**
+ * Runs `listen`; a bind error becomes a one-line ConfigError naming the flag:
+ * "--listen '127.0.0.1:P': address already in use".
+ *
+ * @example Bind a listener
+ * ```ts ignore
+ * import { bindFlag } from "./open.ts";
+ * const listener = await bindFlag(async () => Deno.listen({ port: 0 }), "--listen", "127.0.0.1:0");
+ * listener.close();
+ * ```
+ */
+export async function bindFlag<T>(
+  listen: () => Promise<T>,
+  flag: string,
+  value: string,
+): Promise<T> {
+  try {
+    return await listen();
+  } catch (error) {
+    const reason = describeNetError(error);
+    if (reason === "address already in use") throw new ConfigError(`${flag} '${value}': ${reason}`);
+    if (reason === "host name not found") {
+      throw new ConfigError(`${flag} '${value}': cannot resolve the host name`);
+    }
+    if (reason === "permission denied" || reason === "address not available on this machine") {
+      throw new ConfigError(`${flag} '${value}': cannot bind (${(error as Error).message})`);
+    }
+    throw error;
+  }
 }
