@@ -33,6 +33,8 @@
  * @module
  */
 
+import { readJsonObject } from "../util/json.ts";
+
 /** One value of a journal field in journalctl's JSON: text, or bytes. */
 export type JournalValue = string | number[];
 
@@ -94,16 +96,9 @@ function isValue(value: unknown): boolean {
  * ```
  */
 export function parseEntryLine(line: Uint8Array): JournalEntry {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(decoder.decode(line));
-  } catch {
-    throw new JournalLineError("not JSON");
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new JournalLineError("not a JSON object");
-  }
-  const entry = parsed as Record<string, unknown>;
+  const entry = readJsonObject(decoder.decode(line));
+  if (entry === "not JSON") throw new JournalLineError("not JSON");
+  if (typeof entry === "string") throw new JournalLineError("not a JSON object");
   for (const key in entry) {
     const value = entry[key];
     if (value === null || isValue(value)) continue;
@@ -205,8 +200,6 @@ const PRINTABLE_MAX = 126;
 const UNDERSCORE = 0x5f;
 const DASH = 0x2d;
 const SPACE = 0x20;
-const DEFAULT_FACILITY = 1;
-const DEFAULT_SEVERITY = 6;
 
 /** A byte buffer that grows, written from the front. */
 class ByteWriter {
@@ -248,6 +241,10 @@ class ByteWriter {
 function pad(n: number, width: number): string {
   return String(n).padStart(width, "0");
 }
+
+/** The PRI of an entry without `SYSLOG_FACILITY` / `PRIORITY`: user.info. */
+const DEFAULT_FACILITY = 1;
+const DEFAULT_SEVERITY = 6;
 
 /** A value of a small integer field (`PRIORITY`, `SYSLOG_FACILITY`) in range, else `fallback`. */
 function smallInt(entry: JournalEntry, name: string, max: number, fallback: number): number {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { readJsonObject } from "../util/json.ts";
 import { MESSAGE_HEADER_BYTES, PROTOCOL_VERSION, ProtocolError } from "./frame.ts";
 
 /** The greeting a client sends. */
@@ -147,16 +148,9 @@ export function parseLostReport(value: unknown): LostReport {
 
 /** Parses and checks a client's greeting; anything else is a {@linkcode ProtocolError}. */
 export function parseClientHello(body: Uint8Array): ClientHello {
-  let value: unknown;
-  try {
-    value = JSON.parse(decoder.decode(body));
-  } catch {
-    throw new ProtocolError("malformed JSON in the greeting");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError("the greeting is not a JSON object");
-  }
-  const hello = value as Record<string, unknown>;
+  const hello = readJsonObject(decoder.decode(body));
+  if (hello === "not JSON") throw new ProtocolError("malformed JSON in the greeting");
+  if (typeof hello === "string") throw new ProtocolError("the greeting is not a JSON object");
   if (hello.proto !== "reclog" || hello.v !== PROTOCOL_VERSION) {
     throw new ProtocolError(`unsupported greeting (want proto reclog v${PROTOCOL_VERSION})`);
   }

@@ -10,14 +10,8 @@
  */
 
 import type net from "node:net";
-import {
-  ALL_TAKEN,
-  type MessageBatch,
-  type Refusal,
-  type Sink,
-  SinkError,
-  type WriteReport,
-} from "../batch.ts";
+import { ALL_TAKEN, SinkError } from "../batch.ts";
+import type { MessageBatch, Refusal, Sink, WriteReport } from "../batch.ts";
 import { describeNetError } from "../util/errors.ts";
 import { formatHostPort, type HostPort } from "../util/address.ts";
 import { log } from "../util/log.ts";

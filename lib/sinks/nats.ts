@@ -29,21 +29,10 @@
 
 import { headers } from "@nats-io/transport-node";
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
-import {
-  ALL_TAKEN,
-  type MessageBatch,
-  type Refusal,
-  type Sink,
-  SinkError,
-  type WriteReport,
-} from "../batch.ts";
-import {
-  connectNats,
-  followConnected,
-  NATS_HEADERS,
-  type NatsConnection,
-  type NatsTls,
-} from "../transport/nats_connect.ts";
+import { ALL_TAKEN, SinkError } from "../batch.ts";
+import type { MessageBatch, Refusal, Sink, WriteReport } from "../batch.ts";
+import { connectNats, followConnected, NATS_HEADERS } from "../transport/nats_connect.ts";
+import type { NatsConnection, NatsTls } from "../transport/nats_connect.ts";
 import { type JetStreamAck, JetStreamPublisher } from "../transport/nats_publisher.ts";
 import { errorMessage } from "../util/errors.ts";
 

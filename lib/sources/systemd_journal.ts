@@ -53,13 +53,7 @@ import type {
   SystemdJournalReaderOptions,
 } from "./systemd_journal_types.ts";
 
-export type {
-  JournalBatch,
-  JournalGap,
-  JournalReaderStats,
-  JournalRecord,
-  SystemdJournalReaderOptions,
-} from "./systemd_journal_types.ts";
+export type * from "./systemd_journal_types.ts";
 
 const PRIORITY =
   /^(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?$/;

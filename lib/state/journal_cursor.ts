@@ -34,6 +34,7 @@
  */
 
 import { describeFsError, errorMessage } from "../util/errors.ts";
+import { parseJsonObject } from "../util/json.ts";
 import { log } from "../util/log.ts";
 import { writeFileAtomic } from "./atomic_file.ts";
 
@@ -247,14 +248,9 @@ export class JournalCursorFile implements AsyncDisposable {
  * ```
  */
 export function parseCursorFile(text: string): string | null {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return null;
-  const { version, cursor, source } = parsed as Record<string, unknown>;
+  const parsed = parseJsonObject(text);
+  if (!parsed) return null;
+  const { version, cursor, source } = parsed;
   if (version !== 1 || typeof cursor !== "string" || !CURSOR.test(cursor)) return null;
   if (source !== undefined && typeof source !== "string") return null;
   return cursor;

@@ -38,27 +38,7 @@ export interface JsonStateFileOptions {
   saved?: string;
 }
 
-/**
- * Parses `text` as JSON and returns it if it is a plain object (not an
- * array, not null), else undefined. Never throws.
- *
- * @example Parse a state file's text
- * ```ts
- * import { parseJsonObject } from "./json_state_file.ts";
- * parseJsonObject('{"epoch":"e"}'); // { epoch: "e" }
- * parseJsonObject("[1]"); // undefined
- * ```
- */
-export function parseJsonObject(text: string): Record<string, unknown> | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
-  return parsed as Record<string, unknown>;
-}
+export { parseJsonObject } from "../util/json.ts";
 
 /**
  * Saves what `snapshot` renders to a file whenever it changed.

@@ -316,26 +316,20 @@ export function decodeTlogMessage(message: TlogMessage): TlogRecord[] {
     }
     const a = Number(first);
     const b = Number(second);
-    switch (sign) {
-      case "+":
-        records.push({ kind: "delay", ms: a });
-        break;
-      case ">":
-        records.push({ kind: "output", bytes: outText.take(a) });
-        break;
-      case "]":
-        outText.skip(a);
-        records.push({ kind: "output", bytes: outBin.take(b) });
-        break;
-      case "<":
-        records.push({ kind: "input", bytes: inText.take(a) });
-        break;
-      case "[":
-        inText.skip(a);
-        records.push({ kind: "input", bytes: inBin.take(b) });
-        break;
-      default:
-        records.push({ kind: "window", columns: a, rows: b });
+    if (sign === "+") records.push({ kind: "delay", ms: a });
+    else if (sign === "=") records.push({ kind: "window", columns: a, rows: b });
+    else {
+      // ">" / "<": `a` characters of text; "]" / "[": `a` characters of text
+      // (the U+FFFD stand-ins) skipped for `b` bytes of the binary part.
+      const output = sign === ">" || sign === "]";
+      const text = output ? outText : inText;
+      let bytes: Uint8Array;
+      if (sign === ">" || sign === "<") bytes = text.take(a);
+      else {
+        text.skip(a);
+        bytes = (output ? outBin : inBin).take(b);
+      }
+      records.push({ kind: output ? "output" : "input", bytes });
     }
   }
   outText.end();
