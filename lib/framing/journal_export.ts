@@ -53,11 +53,12 @@ export interface ExportParserOptions {
   maxFieldBytes?: number;
 }
 
-const KEY = 0;
-const TEXT = 1;
-const LENGTH = 2;
-const DATA = 3;
-const DATA_END = 4;
+/**
+ * Where the parser is: in a field's name, its text value, its binary
+ * value's 8-byte length, its binary value, or at the newline after that.
+ */
+type ParserState = "key" | "text" | "length" | "data" | "dataEnd";
+
 const LF = 0x0a;
 const EQUALS = 0x3d;
 const MAX_KEY = 256;
@@ -104,7 +105,7 @@ export class ExportParser {
   /** Values cut to `maxFieldBytes`. */
   truncated = 0;
   readonly #max: number;
-  #state = KEY;
+  #state: ParserState = "key";
   readonly #key = new Uint8Array(MAX_KEY);
   #keyLength = 0;
   #value = new Uint8Array(1024);
@@ -129,12 +130,12 @@ export class ExportParser {
 
   /** Whether an entry is partly read (the stream ended inside one if so). */
   get inEntry(): boolean {
-    return this.#fields > 0 || this.#state !== KEY || this.#keyLength > 0;
+    return this.#fields > 0 || this.#state !== "key" || this.#keyLength > 0;
   }
 
   /** Forgets a partly read entry (after an error, or a new journalctl). */
   reset(): void {
-    this.#state = KEY;
+    this.#state = "key";
     this.#keyLength = 0;
     this.#valueLength = 0;
     this.#valueSeen = 0;
@@ -154,7 +155,7 @@ export class ExportParser {
     const n = chunk.length;
     while (i < n) {
       switch (this.#state) {
-        case KEY: {
+        case "key": {
           let j = i;
           while (j < n && chunk[j] !== LF && chunk[j] !== EQUALS) j++;
           if (this.#keyLength + (j - i) > MAX_KEY) {
@@ -166,17 +167,17 @@ export class ExportParser {
           i = j + 1;
           if (chunk[j] === EQUALS) {
             this.#name = this.#keyName();
-            this.#state = TEXT;
+            this.#state = "text";
           } else if (this.#keyLength === 0) {
             this.#endEntry(onEntry);
           } else {
             this.#name = this.#keyName();
-            this.#state = LENGTH;
+            this.#state = "length";
             this.#lengthHave = 0;
           }
           break;
         }
-        case TEXT: {
+        case "text": {
           const j = chunk.indexOf(LF, i);
           if (j !== -1 && this.#valueLength === 0 && j - i <= this.#max) {
             // The whole value is in this chunk (the usual case): no copy.
@@ -191,7 +192,7 @@ export class ExportParser {
           i = j + 1;
           break;
         }
-        case LENGTH: {
+        case "length": {
           const take = Math.min(8 - this.#lengthHave, n - i);
           this.#lengthBytes.set(chunk.subarray(i, i + take), this.#lengthHave);
           this.#lengthHave += take;
@@ -203,19 +204,19 @@ export class ExportParser {
               throw new JournalExportError("field length too large");
             }
             this.#remaining = length;
-            this.#state = length === 0 ? DATA_END : DATA;
+            this.#state = length === 0 ? "dataEnd" : "data";
           }
           break;
         }
-        case DATA: {
+        case "data": {
           const take = Math.min(this.#remaining, n - i);
           this.#keep(chunk, i, i + take);
           this.#remaining -= take;
           i += take;
-          if (this.#remaining === 0) this.#state = DATA_END;
+          if (this.#remaining === 0) this.#state = "dataEnd";
           break;
         }
-        default: { // DATA_END
+        default: { // "dataEnd"
           if (chunk[i] !== LF) throw new JournalExportError("binary field not ended by a newline");
           this.#endField(false);
           i++;
@@ -280,7 +281,7 @@ export class ExportParser {
     this.#keyLength = 0;
     this.#valueLength = 0;
     this.#valueSeen = 0;
-    this.#state = KEY;
+    this.#state = "key";
   }
 
   #endEntry(onEntry: (entry: JournalEntry) => void): void {

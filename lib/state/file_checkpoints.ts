@@ -8,7 +8,7 @@
 
 import type { FilePosition } from "../sources/file.ts";
 import { log } from "../util/log.ts";
-import { JsonStateFile, parseJsonObject } from "./json_state_file.ts";
+import { JsonStateFile, JsonStateOwner, parseJsonObject } from "./json_state_file.ts";
 
 /** Options for {@linkcode FileCheckpoints.open}. */
 export interface FileCheckpointsOptions {
@@ -29,12 +29,9 @@ export interface FileCheckpointsOptions {
  * console.log(checkpoints.get("messages"));
  * ```
  */
-export class FileCheckpoints implements AsyncDisposable {
-  /** The checkpoint file, as given to {@linkcode FileCheckpoints.open}. */
-  readonly path: string;
+export class FileCheckpoints extends JsonStateOwner {
   readonly #saved: Map<string, FilePosition>;
   readonly #current: () => Record<string, FilePosition | undefined>;
-  readonly #file: JsonStateFile;
 
   private constructor(
     path: string,
@@ -42,15 +39,14 @@ export class FileCheckpoints implements AsyncDisposable {
     current: () => Record<string, FilePosition | undefined>,
     options: FileCheckpointsOptions,
   ) {
-    this.path = path;
-    this.#saved = saved;
-    this.#current = current;
-    this.#file = new JsonStateFile(path, () => this.#render(), {
+    super(path, {
       what: "file checkpoints",
       category: "file",
       intervalMs: options.intervalMs ?? 250,
       saved: JSON.stringify(Object.fromEntries(saved)),
     });
+    this.#saved = saved;
+    this.#current = current;
   }
 
   /**
@@ -90,22 +86,8 @@ export class FileCheckpoints implements AsyncDisposable {
     return this.#saved.get(name);
   }
 
-  /** Saves the live positions if they changed. */
-  save(): Promise<void> {
-    return this.#file.save();
-  }
-
-  /** Saves a last time and stops; safe to call twice. */
-  close(): Promise<void> {
-    return this.#file.close();
-  }
-
-  /** Saves a last time and stops, like {@linkcode FileCheckpoints.close}. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  #render(): string {
+  /** The saved positions updated with the live ones. */
+  protected override render(): string {
     const positions = new Map(this.#saved);
     for (const [name, position] of Object.entries(this.#current())) {
       if (position && isFilePosition(position)) positions.set(name, position);

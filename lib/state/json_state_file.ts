@@ -124,14 +124,69 @@ export class JsonStateFile implements AsyncDisposable {
 
   /** Saves a last time and stops the timer; safe to call twice. */
   async close(): Promise<void> {
-    if (this.#closed) return await this.#saving;
-    this.#closed = true;
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.save();
+    if (!this.#closed) {
+      this.#closed = true;
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      return await this.save();
+    }
+    return await this.#saving;
   }
 
   /** Saves and stops, like {@linkcode JsonStateFile.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * The base of a part whose state lives in one {@linkcode JsonStateFile}
+ * (`ResumeState`, `FileCheckpoints`): it makes the file, saving what
+ * {@linkcode JsonStateOwner.render} returns, and its `save`, `close` and
+ * `await using` are the file's.
+ *
+ * @example A counter kept in a file
+ * ```ts
+ * import { JsonStateOwner } from "./json_state_file.ts";
+ * class Counter extends JsonStateOwner {
+ *   count = 0;
+ *   constructor(path: string) {
+ *     super(path, { what: "--count-file" });
+ *   }
+ *   protected override render(): string {
+ *     return JSON.stringify(this.count);
+ *   }
+ * }
+ * await using counter = new Counter("count.json");
+ * counter.count++;
+ * await counter.save();
+ * ```
+ */
+export abstract class JsonStateOwner implements AsyncDisposable {
+  /** The state file, as given. */
+  readonly path: string;
+  readonly #file: JsonStateFile;
+
+  /** Starts the file's save timer (see {@linkcode JsonStateFileOptions}). */
+  protected constructor(path: string, options: JsonStateFileOptions = {}) {
+    this.path = path;
+    this.#file = new JsonStateFile(path, () => this.render(), options);
+  }
+
+  /** The text to save now, or undefined for nothing to save. */
+  protected abstract render(): string | undefined;
+
+  /** Writes the state if it changed since the last save: temp file, fsync, rename. */
+  save(): Promise<void> {
+    return this.#file.save();
+  }
+
+  /** Saves a last time and stops the timer; safe to call twice. */
+  close(): Promise<void> {
+    return this.#file.close();
+  }
+
+  /** Saves a last time and stops, like {@linkcode JsonStateOwner.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

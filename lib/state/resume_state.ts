@@ -7,7 +7,7 @@
  */
 
 import { log } from "../util/log.ts";
-import { JsonStateFile, parseJsonObject } from "./json_state_file.ts";
+import { JsonStateFile, JsonStateOwner, parseJsonObject } from "./json_state_file.ts";
 
 /** A resume point. */
 export interface ResumePoint {
@@ -39,22 +39,18 @@ export interface ResumeStateOptions {
  * await state.save();
  * ```
  */
-export class ResumeState implements AsyncDisposable {
-  /** The state file, as given to {@linkcode ResumeState.open}. */
-  readonly path: string;
-  readonly #file: JsonStateFile;
+export class ResumeState extends JsonStateOwner {
   #point: ResumePoint | undefined;
   #rejected: ResumePoint | undefined;
 
   private constructor(path: string, point: ResumePoint | undefined, options: ResumeStateOptions) {
-    this.path = path;
-    this.#point = point;
-    this.#file = new JsonStateFile(path, () => this.#render(), {
+    super(path, {
       what: "--state",
       category: "pull",
       intervalMs: options.intervalMs ?? 1000,
       saved: point && JSON.stringify(point),
     });
+    this.#point = point;
   }
 
   /**
@@ -84,22 +80,8 @@ export class ResumeState implements AsyncDisposable {
     this.#point = point;
   }
 
-  /** Writes the resume point if it changed: temp file, fsync, rename. */
-  save(): Promise<void> {
-    return this.#file.save();
-  }
-
-  /** Saves and stops the timer; safe to call twice. */
-  close(): Promise<void> {
-    return this.#file.close();
-  }
-
-  /** Saves and stops the timer, like {@linkcode ResumeState.close}. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  #render(): string | undefined {
+  /** The resume point to write, or undefined for none (or an invalid one, logged once). */
+  protected override render(): string | undefined {
     const point = this.#point;
     if (!point || point === this.#rejected) return undefined;
     if (!isResumePoint(point)) {
