@@ -15,6 +15,7 @@
 
 import { ConfigError, parseRoleArgs } from "../cli/flags.ts";
 import { play } from "../tlog/player.ts";
+import { stringFlags } from "../util/flag_options.ts";
 import { shutdownSignal } from "../util/shutdown.ts";
 
 const USAGE = `Usage: reclog play [FILE|-] [flags]
@@ -61,10 +62,7 @@ function parseNumber(value: string, flag: string, min: number, minExclusive: boo
  */
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseRoleArgs("play", args, {
-    session: { type: "string" },
-    host: { type: "string" },
-    speed: { type: "string" },
-    "skip-idle": { type: "string" },
+    ...stringFlags("session", "host", "speed", "skip-idle"),
     follow: { type: "boolean" },
     lax: { type: "boolean" },
     help: { type: "boolean", short: "h" },

@@ -12,33 +12,26 @@ import { ConfigError, parseBytes, parsePositiveInt } from "../cli/flags.ts";
 import type { CreateStreamOptions, JetStreamSinkOptions } from "../sinks/nats.ts";
 import type { JetStreamSourceOptions } from "../sources/nats.ts";
 import { natsServers, type NatsTls } from "./nats_connect.ts";
+import { stringFlags } from "../util/flag_options.ts";
 
 /** Flags shared by both roles (parseArgs config). */
-const COMMON = {
-  "nats-stream": { type: "string" },
-  "nats-cert": { type: "string" },
-  "nats-key": { type: "string" },
-  "nats-ca": { type: "string" },
-} as const;
+const COMMON = stringFlags("nats-stream", "nats-cert", "nats-key", "nats-ca");
 
 /** serve's NATS flags (parseArgs config): spread into serve's options. */
 export const NATS_PUBLISH_FLAGS = {
   ...COMMON,
   publish: { type: "string", multiple: true },
-  "nats-subject": { type: "string" },
+  ...stringFlags("nats-subject"),
+  // --nats-create and the stream it makes.
   "nats-create": { type: "boolean" },
-  "nats-replicas": { type: "string" },
-  "nats-max-age": { type: "string" },
-  "nats-max-bytes": { type: "string" },
-  "nats-dupe-window": { type: "string" },
+  ...stringFlags("nats-replicas", "nats-max-age", "nats-max-bytes", "nats-dupe-window"),
 } as const;
 
 /** pull's NATS flags (parseArgs config): spread into pull's options. */
 export const NATS_FROM_FLAGS = {
   ...COMMON,
+  ...stringFlags("durable", "nats-filter"),
   from: { type: "string", multiple: true },
-  durable: { type: "string" },
-  "nats-filter": { type: "string" },
 } as const;
 
 /** Values of the flags both roles have. */
