@@ -160,14 +160,14 @@ export class FileSink implements Sink {
     return this.#linesWritten;
   }
 
-  /** Bytes written to the file so far. */
-  get bytesWritten(): number {
-    return this.#bytesWritten;
-  }
-
   /** Lines not written because of a write error, or given after close. */
   get linesLost(): number {
     return (this.#error?.linesLost ?? 0) + this.#linesLostAfterError;
+  }
+
+  /** Bytes written to the file so far. */
+  get bytesWritten(): number {
+    return this.#bytesWritten;
   }
 
   /** Bytes queued and not yet written. */

@@ -68,33 +68,22 @@ export interface RelpSourceOptions {
   signal?: AbortSignal;
 }
 
-/** The messages of one read, as a batch: no copies, the arrays the server made. */
-class RelpBatch implements MessageBatch {
-  readonly #messages: Uint8Array[];
-  readonly #time: number;
-  readonly peer: RelpPeer;
-
-  constructor(messages: Uint8Array[], peer: RelpPeer, time: number) {
-    this.#messages = messages;
-    this.peer = peer;
-    this.#time = time;
-  }
-
-  get count(): number {
-    return this.#messages.length;
-  }
-
-  message(i: number): Uint8Array {
-    return this.#messages[i]!;
-  }
-
-  stream(): string {
-    return "syslog";
-  }
-
-  time(): number {
-    return this.#time;
-  }
+/**
+ * The messages of one read, as a batch: no copies, the arrays the server
+ * made (never changed after), all of stream `syslog`, received at `time`.
+ */
+function relpBatch(
+  messages: Uint8Array[],
+  peer: RelpPeer,
+  time: number,
+): MessageBatch & { readonly peer: RelpPeer } {
+  return {
+    count: messages.length,
+    peer,
+    message: (i) => messages[i]!,
+    stream: () => "syslog",
+    time: () => time,
+  };
 }
 
 /**
@@ -167,7 +156,7 @@ export class RelpSource implements Source {
   async #take(messages: Uint8Array[], peer: RelpPeer): Promise<void> {
     this.#received += messages.length;
     try {
-      await this.#options.onBatch(new RelpBatch(messages, peer, Date.now()));
+      await this.#options.onBatch(relpBatch(messages, peer, Date.now()));
     } catch (error) {
       this.#rejected += messages.length;
       throw error;
