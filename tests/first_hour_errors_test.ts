@@ -58,12 +58,12 @@ Deno.test("serve --spool under /proc says reclog may not write there", async () 
   );
 });
 
-Deno.test("serve --syslog-in with an unknown scheme lists only udp:// and tcp://", async () => {
+Deno.test("serve --syslog-in with an unknown scheme lists only the input schemes (udp, tcp, relp)", async () => {
   await using dir = await tempDir();
   const certs = await makeCerts(dir.path);
   const line = await expectOneLine(
     serveArgs(certs, ["--syslog-in", "tpc://127.0.0.1:5141"]),
-    /^reclog serve: --syslog-in 'tpc:\/\/127\.0\.0\.1:5141': unknown scheme 'tpc:\/\/' \(expected udp:\/\/ or tcp:\/\/\)$/,
+    /^reclog serve: --syslog-in 'tpc:\/\/127\.0\.0\.1:5141': unknown scheme 'tpc:\/\/' \(expected udp:\/\/, tcp:\/\/ or relp:\/\/\)$/,
   );
   assert.doesNotMatch(line, /unix|-\)/);
 });

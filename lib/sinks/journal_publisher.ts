@@ -24,7 +24,7 @@ import { writeFileAtomic } from "../state/atomic_file.ts";
 import type { Counter, Metrics } from "../ops/metrics.ts";
 import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
-import { JetStreamSink } from "./nats.ts";
+import type { JetStreamSink } from "./nats.ts";
 import { NATS_PUBLISH_FLAGS, natsPublishOptions } from "../transport/nats_flags.ts";
 
 /** serve's usage text for the `--publish` flags. */
@@ -85,7 +85,7 @@ async function readState(path: string): Promise<State | undefined> {
  * @example Publish a journal to JetStream
  * ```ts ignore
  * import { Journal } from "../journal/journal.ts";
- * import { JetStreamSink } from "./nats.ts";
+ * import type { JetStreamSink } from "./nats.ts";
  * import { JournalPublisher } from "./journal_publisher.ts";
  * const journal = new Journal();
  * const sink = new JetStreamSink({ servers: ["nats://127.0.0.1:4222"], stream: "LOGS", epoch: journal.epoch });
@@ -299,6 +299,8 @@ export async function startPublishing(
   const tlsUrl = (values.publish ?? []).some((url) => url.startsWith("tls://"));
   const o = natsPublishOptions(values, tlsUrl ? options.serveTls : undefined);
   if (!o) return undefined;
+  // The NATS client loads only with --publish (memory, and nothing to cache otherwise).
+  const { JetStreamSink } = await import("./nats.ts");
   const sink = new JetStreamSink({ ...o, epoch: journal.epoch, signal: options.signal });
   const publisher = await JournalPublisher.start(journal, sink, {
     stateFile: options.spoolDir ? `${options.spoolDir}/nats-publish.json` : undefined,

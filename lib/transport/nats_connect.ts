@@ -10,7 +10,7 @@
  * @module
  */
 
-import { connect, type NatsConnection, type TlsOptions } from "@nats-io/transport-node";
+import type { NatsConnection, TlsOptions } from "@nats-io/transport-node";
 import { describeFsError, errorMessage } from "../util/errors.ts";
 
 export type { MsgHdrs, NatsConnection, TlsOptions } from "@nats-io/transport-node";
@@ -129,6 +129,8 @@ export async function natsTlsOptions(tls: NatsTls): Promise<TlsOptions> {
 export async function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
   const servers = natsServers(options.servers);
   try {
+    // Loaded here, not at the top: serve and pull load the NATS client only when asked to.
+    const { connect } = await import("@nats-io/transport-node");
     return await connect({
       servers,
       name: options.name ?? "reclog",
