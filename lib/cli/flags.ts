@@ -231,3 +231,18 @@ export async function prepareDir(flag: string, dir: string, what = dir): Promise
   }
   await Deno.remove(probe).catch(() => {});
 }
+
+/**
+ * Prints a role's usage when `--help` was given; the role then exits 0.
+ *
+ * @example The first line of a role's run()
+ * ```ts
+ * import { printedHelp } from "./flags.ts";
+ * const values = { help: true };
+ * if (printedHelp(values, "Usage: reclog x")) Deno.exit(0);
+ * ```
+ */
+export function printedHelp(values: { help?: boolean }, usage: string): boolean {
+  if (values.help) console.log(usage);
+  return values.help === true;
+}

@@ -12,14 +12,17 @@
  * @module
  */
 
-const LF = 0x0a;
-const CR = 0x0d;
-const NUL = 0x00;
-const IAC = 0xff;
-const SB = 0xfa;
-const SE = 0xf0;
-const WILL = 0xfb;
-const DONT = 0xfe;
+/** Bytes the splitter acts on: line ends, and telnet's commands (RFC 854). */
+const enum Byte {
+  NUL = 0x00,
+  LF = 0x0a,
+  CR = 0x0d,
+  SE = 0xf0,
+  SB = 0xfa,
+  WILL = 0xfb,
+  DONT = 0xfe,
+  IAC = 0xff,
+}
 
 /** Longest telnet subnegotiation accepted before the bytes count as data again. */
 const MAX_SUBNEGOTIATION = 4096;
@@ -51,7 +54,7 @@ export function splitLines(
   onLine: (start: number, end: number) => void,
 ): number {
   let start = 0;
-  for (let lf = bytes.indexOf(LF); lf !== -1; lf = bytes.indexOf(LF, start)) {
+  for (let lf = bytes.indexOf(Byte.LF); lf !== -1; lf = bytes.indexOf(Byte.LF, start)) {
     onLine(start, lf);
     start = lf + 1;
   }
@@ -137,7 +140,7 @@ export class LineSplitter {
         this.#carry.push(line);
         line = this.#takeCarry();
       }
-      if (this.#telnet && line.length > 0 && line[line.length - 1] === CR) {
+      if (this.#telnet && line.length > 0 && line[line.length - 1] === Byte.CR) {
         line = line.subarray(0, line.length - 1);
       }
       this.#emit(line, lines);
@@ -166,7 +169,7 @@ export class LineSplitter {
     if (this.#carryBytes === 0) return [];
     const lines: Uint8Array[] = [];
     let line = this.#takeCarry();
-    if (this.#telnet && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
+    if (this.#telnet && line[line.length - 1] === Byte.CR) line = line.subarray(0, line.length - 1);
     if (line.length > 0) this.#emit(line, lines);
     return lines;
   }
@@ -222,10 +225,10 @@ export class LineSplitter {
   /** Telnet clean-up, compacting the chunk in place; returns the kept part. */
   #clean(chunk: Uint8Array): Uint8Array {
     if (
-      this.#state === Telnet.Data && chunk.indexOf(IAC) === -1 &&
-      (chunk.indexOf(NUL) === -1 || !this.#hasCrNul(chunk))
+      this.#state === Telnet.Data && chunk.indexOf(Byte.IAC) === -1 &&
+      (chunk.indexOf(Byte.NUL) === -1 || !this.#hasCrNul(chunk))
     ) {
-      if (chunk.length > 0) this.#lastWasCr = chunk[chunk.length - 1] === CR;
+      if (chunk.length > 0) this.#lastWasCr = chunk[chunk.length - 1] === Byte.CR;
       return chunk;
     }
     let out = 0;
@@ -233,23 +236,23 @@ export class LineSplitter {
       const byte = chunk[i]!;
       switch (this.#state) {
         case Telnet.Data:
-          if (byte === IAC) {
+          if (byte === Byte.IAC) {
             this.#state = Telnet.Iac;
-          } else if (byte === NUL && this.#lastWasCr) {
+          } else if (byte === Byte.NUL && this.#lastWasCr) {
             this.#lastWasCr = false;
           } else {
             chunk[out++] = byte;
-            this.#lastWasCr = byte === CR;
+            this.#lastWasCr = byte === Byte.CR;
           }
           break;
         case Telnet.Iac:
-          if (byte === IAC) {
-            chunk[out++] = IAC;
+          if (byte === Byte.IAC) {
+            chunk[out++] = Byte.IAC;
             this.#lastWasCr = false;
             this.#state = Telnet.Data;
-          } else if (byte >= WILL && byte <= DONT) {
+          } else if (byte >= Byte.WILL && byte <= Byte.DONT) {
             this.#state = Telnet.Option;
-          } else if (byte === SB) {
+          } else if (byte === Byte.SB) {
             this.#state = Telnet.Sub;
             this.#subBytes = 0;
           } else {
@@ -260,11 +263,11 @@ export class LineSplitter {
           this.#state = Telnet.Data;
           break;
         case Telnet.Sub:
-          if (byte === IAC) this.#state = Telnet.SubIac;
+          if (byte === Byte.IAC) this.#state = Telnet.SubIac;
           else if (++this.#subBytes > MAX_SUBNEGOTIATION) this.#state = Telnet.Data;
           break;
         case Telnet.SubIac:
-          this.#state = byte === SE ? Telnet.Data : Telnet.Sub;
+          this.#state = byte === Byte.SE ? Telnet.Data : Telnet.Sub;
           break;
       }
     }
@@ -272,9 +275,9 @@ export class LineSplitter {
   }
 
   #hasCrNul(chunk: Uint8Array): boolean {
-    if (this.#lastWasCr && chunk[0] === NUL) return true;
-    for (let i = chunk.indexOf(NUL, 1); i !== -1; i = chunk.indexOf(NUL, i + 1)) {
-      if (chunk[i - 1] === CR) return true;
+    if (this.#lastWasCr && chunk[0] === Byte.NUL) return true;
+    for (let i = chunk.indexOf(Byte.NUL, 1); i !== -1; i = chunk.indexOf(Byte.NUL, i + 1)) {
+      if (chunk[i - 1] === Byte.CR) return true;
     }
     return false;
   }

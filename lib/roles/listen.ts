@@ -12,7 +12,7 @@
  */
 
 import type { BatchHandler } from "../batch.ts";
-import { ConfigError, parseBytes, parseRoleArgs } from "../cli/flags.ts";
+import { ConfigError, parseBytes, parseRoleArgs, printedHelp } from "../cli/flags.ts";
 import { describeFsError, describeNetError } from "../util/errors.ts";
 import { formatHostPort } from "../util/address.ts";
 import { FileSink, type FileSinkError } from "../sinks/line_file.ts";
@@ -87,10 +87,7 @@ export async function run(args: string[]): Promise<number> {
     "max-line": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  if (printedHelp(values, USAGE)) return 0;
   if (values.port === undefined) {
     throw new ConfigError("--port is required (see 'reclog listen --help')");
   }

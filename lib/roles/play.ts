@@ -13,7 +13,7 @@
  * @module
  */
 
-import { ConfigError, parseRoleArgs } from "../cli/flags.ts";
+import { ConfigError, parseRoleArgs, printedHelp } from "../cli/flags.ts";
 import { play } from "../tlog/player.ts";
 import { stringFlags } from "../util/flag_options.ts";
 import { shutdownSignal } from "../util/shutdown.ts";
@@ -67,10 +67,7 @@ export async function run(args: string[]): Promise<number> {
     lax: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, true);
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  if (printedHelp(values, USAGE)) return 0;
   if (positionals.length > 1) {
     throw new ConfigError(
       `expected one FILE, got ${positionals.length}: ${

@@ -5,8 +5,15 @@
  * @module
  */
 
+import { stringFlags } from "../util/flag_options.ts";
 import { dirname } from "node:path";
-import { ConfigError, parseHostPort, parseRoleArgs, prepareDir } from "../cli/flags.ts";
+import {
+  ConfigError,
+  parseHostPort,
+  parseRoleArgs,
+  prepareDir,
+  printedHelp,
+} from "../cli/flags.ts";
 import { type PullConfig, readConfig, upstreamFromFlags } from "../cli/pull_config.ts";
 import { Metrics } from "../ops/metrics.ts";
 import { log } from "../util/log.ts";
@@ -69,18 +76,9 @@ flight and, with relp://, the up to 1,024 not yet acknowledged.
 SIGINT/SIGTERM with exit code 0. Exit 2 on a usage or configuration error.`;
 
 const OPTIONS = {
-  server: { type: "string" },
-  cert: { type: "string" },
-  key: { type: "string" },
-  ca: { type: "string" },
-  "server-name": { type: "string" },
-  to: { type: "string" },
-  mirror: { type: "string" },
-  state: { type: "string" },
+  ...stringFlags("server", "cert", "key", "ca", "server-name", "to", "mirror", "state"),
+  ...stringFlags("status-file", "config", "metrics"),
   live: { type: "boolean", default: false },
-  "status-file": { type: "string" },
-  config: { type: "string" },
-  metrics: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -98,10 +96,7 @@ const OPTIONS = {
  */
 export async function run(args: string[]): Promise<number> {
   const { values } = parseRoleArgs("pull", args, OPTIONS);
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  if (printedHelp(values, USAGE)) return 0;
   const config: PullConfig = values.config
     ? await readConfig(values.config, values)
     : { upstreams: [upstreamFromFlags(values)] };

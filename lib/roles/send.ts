@@ -8,7 +8,13 @@
  * @module
  */
 
-import { ConfigError, parseBytes, parseHostPort, parseRoleArgs } from "../cli/flags.ts";
+import {
+  ConfigError,
+  parseBytes,
+  parseHostPort,
+  parseRoleArgs,
+  printedHelp,
+} from "../cli/flags.ts";
 import { errorMessage } from "../util/errors.ts";
 import { formatHostPort } from "../util/address.ts";
 import { DEFAULT_MAX_LINE, LineSplitStream } from "../framing/lines.ts";
@@ -73,10 +79,7 @@ export async function run(args: string[]): Promise<number> {
     "max-line": { type: "string" },
     help: { type: "boolean", short: "h" },
   }, true);
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  if (printedHelp(values, USAGE)) return 0;
   if (positionals.length !== 1) {
     throw new ConfigError(
       positionals.length === 0

@@ -4,7 +4,14 @@
  * @module
  */
 
-import { ConfigError, parseBytes, parseHostPort, parseRoleArgs, prepareDir } from "../cli/flags.ts";
+import {
+  ConfigError,
+  parseBytes,
+  parseHostPort,
+  parseRoleArgs,
+  prepareDir,
+  printedHelp,
+} from "../cli/flags.ts";
 import { formatHostPort } from "../util/address.ts";
 import { FanoutServer } from "../transport/fanout_server.ts";
 import { Journal } from "../journal/journal.ts";
@@ -87,6 +94,7 @@ Monitoring:
 Stops cleanly on SIGINT/SIGTERM (exit 0). Exit 2 on a usage or configuration error.`;
 
 const OPTIONS = {
+  help: { type: "boolean", short: "h" },
   cert: { type: "string" },
   key: { type: "string" },
   ca: { type: "string" },
@@ -107,7 +115,6 @@ const OPTIONS = {
   "max-message": { type: "string", default: "64KiB" },
   ...journalInput.JOURNAL_FLAGS,
   ...PUBLISH_FLAGS,
-  help: { type: "boolean", short: "h" },
 } as const;
 
 /**
@@ -121,10 +128,7 @@ const OPTIONS = {
  */
 export async function run(args: string[]): Promise<number> {
   const { values } = parseRoleArgs("serve", args, OPTIONS);
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  if (printedHelp(values, USAGE)) return 0;
   for (const flag of ["cert", "key", "ca"] as const) {
     if (!values[flag]) {
       throw new ConfigError(`--${flag} is required (see 'reclog serve --help')`);

@@ -24,7 +24,6 @@ import { writeFileAtomic } from "../state/atomic_file.ts";
 import type { Counter, Metrics } from "../ops/metrics.ts";
 import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
-import type { JetStreamSink } from "./nats.ts";
 import { NATS_PUBLISH_FLAGS, natsPublishOptions } from "../transport/nats_flags.ts";
 
 /** serve's usage text for the `--publish` flags. */

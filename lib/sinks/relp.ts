@@ -139,10 +139,14 @@ export class RelpSink implements Sink {
   readonly #client: RelpClient;
   readonly #maxMessage: number;
   readonly #cut: boolean;
-  #truncated = 0;
-  #refused = 0;
-  #failures = 0;
-  #acknowledged = 0;
+  /** Messages cut to `maxMessage` so far (`tooLarge: "cut"`); counted by the sink, read-only. */
+  truncated = 0;
+  /** Messages refused as too large so far (`tooLarge: "refuse"`); read-only. */
+  refused = 0;
+  /** Writes that failed so far; read-only. */
+  failures = 0;
+  /** Messages the receiver acknowledged so far; read-only. */
+  acknowledged = 0;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => void this.#client.abort();
 
@@ -168,26 +172,6 @@ export class RelpSink implements Sink {
     return this.#client.connected;
   }
 
-  /** Messages cut to `maxMessage` so far (`tooLarge: "cut"`). */
-  get truncated(): number {
-    return this.#truncated;
-  }
-
-  /** Messages refused as too large so far (`tooLarge: "refuse"`). */
-  get refused(): number {
-    return this.#refused;
-  }
-
-  /** Messages the receiver acknowledged so far. */
-  get acknowledged(): number {
-    return this.#acknowledged;
-  }
-
-  /** Writes that failed so far. */
-  get failures(): number {
-    return this.#failures;
-  }
-
   /**
    * Sends the batch; resolves when every message sent was acknowledged, with
    * the ones refused. Rejects with a {@linkcode RelpSinkError} whose `taken`
@@ -207,22 +191,22 @@ export class RelpSink implements Sink {
       } else if (this.#cut) {
         messages.push(message.subarray(0, max));
         indexes.push(i);
-        this.#truncated++;
+        this.truncated++;
       } else {
         refused.push({
           index: i,
           reason:
             `too large for ${this.description} (${message.length} bytes, the limit is ${max})`,
         });
-        this.#refused++;
+        this.refused++;
       }
     }
     try {
       await this.#client.send(messages);
     } catch (error) {
-      this.#failures++;
+      this.failures++;
       const acked = error instanceof RelpSendError ? error.acked : 0;
-      this.#acknowledged += acked;
+      this.acknowledged += acked;
       const taken = acked >= messages.length ? batch.count : indexes[acked]!;
       throw new RelpSinkError(
         `${this.description}: ${sinkReason(error, this.description)}`,
@@ -231,7 +215,7 @@ export class RelpSink implements Sink {
         { cause: error },
       );
     }
-    this.#acknowledged += messages.length;
+    this.acknowledged += messages.length;
     return refused.length === 0 ? ALL_TAKEN : { refused };
   }
 
