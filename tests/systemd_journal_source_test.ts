@@ -478,6 +478,14 @@ await new Promise(() => {});
   reader.releaseLock();
   assert.equal(ready.done, false, "the child process started");
   await waitFor(async () => (await lines()).length >= 500, { what: "500 appended" });
+  // Killed once a save happened (the first one comes a few ms after the first batch).
+  await waitFor(async () => {
+    try {
+      return (await Deno.stat(`${state.path}/${JOURNAL_CURSOR_FILE}`)).isFile;
+    } catch {
+      return false;
+    }
+  }, { what: "the first cursor save" });
   process.kill("SIGKILL");
   await process.status;
   await process.stdout.cancel();
