@@ -301,6 +301,7 @@ export class PullClient {
       // `L` frame of unknown extent allows it to be higher.
       let expected = 0;
       let gapAllowed = false;
+      let closed = false;
       socket.on("error", () => {}); // surfaced by the iterator below
       const batch = new FrameBatch();
       // The run of entries not yet handed on: from `runStart` in `batch`'s buffer.
@@ -371,6 +372,9 @@ export class PullClient {
                 server: this.#server,
                 reason: printable(frame.text(), 200),
               });
+              // Nothing follows a C frame: the session ends here, not when (or if) the TLS close arrives.
+              closed = true;
+              break;
             } else if (type !== FrameType.KeepAlive) {
               throw new ProtocolError(`unknown frame type ${frameTypeName(type, true)}`);
             }
@@ -384,6 +388,7 @@ export class PullClient {
           }
           throw error;
         }
+        if (closed) break;
         await deliver(whole.length);
       }
       if (!options.signal?.aborted) {
