@@ -224,7 +224,8 @@ export class UdpSink implements Sink {
       if (next >= batch.count) {
         drainStart ||= now;
         if (state.queued === 0) return ALL_TAKEN;
-        if (now - drainStart > DRAIN_MS) {
+        // A live trickle (a short batch) does not wait for the receiver: the copies cover it.
+        if (batch.count < BATCH || now - drainStart > DRAIN_MS) {
           // Not read yet: keep copies, sent again if the receiver goes away with them.
           for (let i = confirmed; i < batch.count && this.#pending.length < MAX_PENDING; i++) {
             this.#pending.push(batch.message(i).slice(0, this.#maxDatagram));

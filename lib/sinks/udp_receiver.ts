@@ -47,6 +47,7 @@ export class LocalUdpReceiver {
   /** The port. */
   readonly port: number;
   readonly #suffix: string;
+  readonly #needle: string;
   /** The default receive buffer size of a socket, bytes (`net.core.rmem_default`). */
   readonly defaultBuffer: number;
 
@@ -54,6 +55,7 @@ export class LocalUdpReceiver {
   constructor(port: number) {
     this.port = port;
     this.#suffix = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+    this.#needle = `${this.#suffix} `;
     const text = readFileRaw("/proc/sys/net/core/rmem_default");
     const value = Number(text?.trim());
     this.defaultBuffer = Number.isFinite(value) && value > 0 ? value : 212_992;
@@ -67,12 +69,12 @@ export class LocalUdpReceiver {
       const text = readFileRaw(file);
       if (text === undefined) continue;
       seen = true;
-      let at = text.indexOf("\n");
-      while (at >= 0 && at < text.length - 1) {
-        const end = text.indexOf("\n", at + 1);
-        const line = text.slice(at + 1, end < 0 ? text.length : end);
-        at = end;
-        const fields = line.trim().split(/\s+/);
+      // Only the lines that mention the port are split (the table lists every UDP socket).
+      for (let at = text.indexOf(this.#needle); at >= 0; at = text.indexOf(this.#needle, at + 1)) {
+        const start = text.lastIndexOf("\n", at) + 1;
+        const end = text.indexOf("\n", at);
+        at = end < 0 ? text.length : end;
+        const fields = text.slice(start, at).trim().split(/\s+/);
         // sl local_address rem_address st tx_queue:rx_queue ... drops (13th)
         if (!fields[1]?.endsWith(this.#suffix) || fields[12] === undefined) continue;
         state.present = true;
