@@ -379,7 +379,16 @@ export class FileTail implements Source {
     this.#switchSeen = false;
     await this.#finishRotated(open, stat);
     log("file").info("{name}: {path} was rotated; following the new file", { name, path });
-    const current = await openAt(path, 0);
+    let current: Open;
+    try {
+      current = await openAt(path, 0);
+    } catch (error) {
+      // Gone again between the look and the open (a rename, then a create):
+      // the old file is finished and closed; wait for the path to reappear.
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      this.#open = undefined;
+      return;
+    }
     // The path may have moved on again since it was looked at: whatever was
     // rotated meanwhile is older than what we just opened, so it goes first.
     await this.#finishRotated(undefined, current);
