@@ -7,22 +7,20 @@
 
 import assert from "node:assert/strict";
 import { configureSync } from "@logtape/logtape";
-import { type MessageBatch, RangeBatch, SinkError } from "../lib/batch.ts";
+import { RangeBatch, SinkError } from "../lib/batch.ts";
 import { encodeRelpFrame, RelpFrameParser } from "../lib/framing/relp.ts";
 import { RelpSink, RelpSinkError } from "../lib/sinks/relp.ts";
 import { RelpSource } from "../lib/sources/relp.ts";
+import { freePort, readOrEmpty, tempDir, waitFor } from "./helpers.ts";
 import {
-  freePort,
-  readOrEmpty,
-  requirePeer,
-  type Running,
-  startRsyslog,
-  tempDir,
-  waitFor,
-} from "./helpers.ts";
+  batchTexts as texts,
+  numberedTexts as numbered,
+  startImrelp,
+  summary,
+  tally,
+} from "./relp_helpers.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 configureSync({
   reset: true,
@@ -43,44 +41,6 @@ function batchOf(texts: string[]): RangeBatch {
     at += part.length;
   }
   return batch;
-}
-
-/** `<13>` RFC 3164 lines with a numbered body `msg-NNNNNN`. */
-function numbered(from: number, count: number): string[] {
-  const out: string[] = [];
-  for (let i = from; i < from + count; i++) {
-    out.push(`<13>Jan  1 00:00:00 vps relptest: msg-${String(i).padStart(6, "0")}`);
-  }
-  return out;
-}
-
-/** Counts of each `msg-NNNNNN` in `text`. */
-function tally(text: string): Map<number, number> {
-  const counts = new Map<number, number>();
-  for (const match of text.matchAll(/msg-(\d{6})/g)) {
-    const n = Number(match[1]);
-    counts.set(n, (counts.get(n) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** Missing numbers of 0..count-1 and the number of duplicates. */
-function summary(counts: Map<number, number>, count: number): { missing: number[]; dups: number } {
-  const missing: number[] = [];
-  let dups = 0;
-  for (let i = 0; i < count; i++) {
-    const c = counts.get(i) ?? 0;
-    if (c === 0) missing.push(i);
-    else dups += c - 1;
-  }
-  return { missing, dups };
-}
-
-/** The texts of a batch. */
-function texts(batch: MessageBatch): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < batch.count; i++) out.push(decoder.decode(batch.message(i)));
-  return out;
 }
 
 Deno.test("RelpSink → RelpSource: write resolves once all are acknowledged; description; close safe twice", async () => {
@@ -230,26 +190,6 @@ Deno.test("RelpSink: aborting its signal rejects the write in flight and later o
 });
 
 // ---- against real rsyslog ----
-
-/** rsyslog B: imrelp in, each message's raw text to a file, written before the ack. */
-async function startImrelp(
-  dir: string,
-  port: number,
-  file: string,
-  inputParams = "",
-): Promise<Running> {
-  requirePeer(`../lib/${Deno.build.arch}-linux-gnu/rsyslog/imrelp.so`);
-  return await startRsyslog({
-    dir,
-    readyTcpPort: port,
-    rules: `main_queue(queue.type="Direct")
-module(load="imrelp")
-input(type="imrelp" address="127.0.0.1" port="${port}" ruleset="relp" ${inputParams})
-template(name="raw" type="string" string="%rawmsg%\\n")
-ruleset(name="relp") { action(type="omfile" file="${file}" template="raw") }
-`,
-  });
-}
 
 Deno.test("RelpSink → rsyslog imrelp → file: 5,000 messages exactly once", async () => {
   await using dir = await tempDir();

@@ -10,18 +10,17 @@
 
 import assert from "node:assert/strict";
 import { configureSync, type LogRecord } from "@logtape/logtape";
-import type { MessageBatch } from "../lib/batch.ts";
 import { RelpSource } from "../lib/sources/relp.ts";
 import { RelpClient, RelpSendError } from "../lib/transport/relp_client.ts";
+import { freePort, readOrEmpty, Running, tempDir, waitFor } from "./helpers.ts";
 import {
-  freePort,
-  readOrEmpty,
-  requirePeer,
-  Running,
-  startRsyslog,
-  tempDir,
-  waitFor,
-} from "./helpers.ts";
+  batchTexts as texts,
+  feedTcp,
+  numbered,
+  startOmrelp,
+  summary,
+  tally,
+} from "./relp_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -67,44 +66,6 @@ configureSync({
     { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
   ],
 });
-
-/** `<13>` RFC 3164 lines with a numbered body `msg-NNNNNN`. */
-function numbered(from: number, count: number, tag = "relptest"): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = from; i < from + count; i++) {
-    out.push(encoder.encode(`<13>Jan  1 00:00:00 vps ${tag}: msg-${String(i).padStart(6, "0")}`));
-  }
-  return out;
-}
-
-/** Counts of each `msg-NNNNNN` in `text`. */
-function tally(text: string): Map<number, number> {
-  const counts = new Map<number, number>();
-  for (const match of text.matchAll(/msg-(\d{6})/g)) {
-    const n = Number(match[1]);
-    counts.set(n, (counts.get(n) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** Missing numbers of 0..count-1 and the number of duplicates. */
-function summary(counts: Map<number, number>, count: number): { missing: number[]; dups: number } {
-  const missing: number[] = [];
-  let dups = 0;
-  for (let i = 0; i < count; i++) {
-    const c = counts.get(i) ?? 0;
-    if (c === 0) missing.push(i);
-    else dups += c - 1;
-  }
-  return { missing, dups };
-}
-
-/** The texts of a batch (copied: the batch is valid only during the call). */
-function texts(batch: MessageBatch): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < batch.count; i++) out.push(decoder.decode(batch.message(i)));
-  return out;
-}
 
 Deno.test("RelpSource: listen resolves with the bound port, the description names it, batches carry the messages", async () => {
   const taken: string[] = [];
@@ -259,43 +220,6 @@ Deno.test("RelpSource: a port in use is a one-line error naming it", async () =>
 });
 
 // ---- against real rsyslog ----
-
-/** rsyslog A: imtcp in, omrelp (window 128) out to `relpPort`, retrying every second. */
-async function startOmrelp(
-  dir: string,
-  relpPort: number,
-): Promise<{ rsyslog: Running; tcpPort: number }> {
-  requirePeer(`../lib/${Deno.build.arch}-linux-gnu/rsyslog/omrelp.so`);
-  const tcpPort = freePort();
-  const rsyslog = await startRsyslog({
-    dir,
-    readyTcpPort: tcpPort,
-    rules: `module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" address="127.0.0.1" port="${tcpPort}")
-if $programname == "relptest" then {
-  action(type="omrelp" target="127.0.0.1" port="${relpPort}" timeout="5" windowSize="128"
-         action.resumeRetryCount="-1" action.resumeInterval="1"
-         queue.type="LinkedList" queue.size="100000")
-}
-`,
-  });
-  return { rsyslog, tcpPort };
-}
-
-/** Writes numbered lines to rsyslog's imtcp. */
-async function feedTcp(port: number, from: number, count: number): Promise<void> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const bytes = encoder.encode(
-      numbered(from, count).map((m) => decoder.decode(m) + "\n").join(""),
-    );
-    let done = 0;
-    while (done < bytes.length) done += await conn.write(bytes.subarray(done));
-  } finally {
-    conn.close();
-  }
-}
 
 Deno.test("rsyslog omrelp → RelpSource: 5,000 messages once each; one over maxFrame (a 65,520-byte one) is cut, not a stall", async () => {
   await using dir = await tempDir();

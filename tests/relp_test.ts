@@ -9,15 +9,8 @@ import assert from "node:assert/strict";
 import { configureSync, type LogRecord } from "@logtape/logtape";
 import { RelpClient, RelpSendError } from "../lib/transport/relp_client.ts";
 import { RelpServer } from "../lib/transport/relp_server.ts";
-import {
-  freePort,
-  readOrEmpty,
-  requirePeer,
-  type Running,
-  startRsyslog,
-  tempDir,
-  waitFor,
-} from "./helpers.ts";
+import { freePort, readOrEmpty, tempDir, waitFor } from "./helpers.ts";
+import { feedTcp, numbered, startImrelp, startOmrelp, summary, tally } from "./relp_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -38,42 +31,6 @@ configureSync({
     { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
   ],
 });
-
-/** rsyslog's RELP modules (Debian's rsyslog-relp); throws with the install command. */
-function requireRelpModules(): void {
-  requirePeer(`../lib/${Deno.build.arch}-linux-gnu/rsyslog/imrelp.so`);
-}
-
-/** `<13>` RFC 3164 lines with a numbered body `msg-NNNNNN`. */
-function numbered(from: number, count: number, tag = "relptest"): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let i = from; i < from + count; i++) {
-    out.push(encoder.encode(`<13>Jan  1 00:00:00 vps ${tag}: msg-${String(i).padStart(6, "0")}`));
-  }
-  return out;
-}
-
-/** Counts of each `msg-NNNNNN` in `text`. */
-function tally(text: string): Map<number, number> {
-  const counts = new Map<number, number>();
-  for (const match of text.matchAll(/msg-(\d{6})/g)) {
-    const n = Number(match[1]);
-    counts.set(n, (counts.get(n) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** Missing numbers of 0..count-1 and the number of duplicates. */
-function summary(counts: Map<number, number>, count: number): { missing: number[]; dups: number } {
-  const missing: number[] = [];
-  let dups = 0;
-  for (let i = 0; i < count; i++) {
-    const c = counts.get(i) ?? 0;
-    if (c === 0) missing.push(i);
-    else dups += c - 1;
-  }
-  return { missing, dups };
-}
 
 /** Reads from a raw connection until EOF or `timeoutMs`. */
 async function readUntilEof(conn: Deno.Conn, timeoutMs = 5_000): Promise<string> {
@@ -309,42 +266,6 @@ Deno.test("RelpClient: a receiver that never answers times out and the batch rej
 
 // ---- against real rsyslog ----
 
-/** rsyslog A: imtcp in, omrelp out to `relpPort`, retrying every second. */
-async function startOmrelp(
-  dir: string,
-  relpPort: number,
-): Promise<{ rsyslog: Running; tcpPort: number }> {
-  requireRelpModules();
-  const tcpPort = freePort();
-  const rsyslog = await startRsyslog({
-    dir,
-    readyTcpPort: tcpPort,
-    rules: `module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" address="127.0.0.1" port="${tcpPort}")
-if $programname == "relptest" then {
-  action(type="omrelp" target="127.0.0.1" port="${relpPort}" timeout="5"
-         action.resumeRetryCount="-1" action.resumeInterval="1"
-         queue.type="LinkedList" queue.size="100000")
-}
-`,
-  });
-  return { rsyslog, tcpPort };
-}
-
-/** Writes numbered lines to rsyslog's imtcp. */
-async function feedTcp(port: number, from: number, count: number): Promise<void> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const lines = numbered(from, count).map((m) => decoder.decode(m) + "\n").join("");
-    const bytes = encoder.encode(lines);
-    let done = 0;
-    while (done < bytes.length) done += await conn.write(bytes.subarray(done));
-  } finally {
-    conn.close();
-  }
-}
-
 Deno.test("rsyslog omrelp → RelpServer: 5,000 messages received once each", async () => {
   await using dir = await tempDir();
   const { server, taken } = collectingServer();
@@ -414,21 +335,6 @@ Deno.test("rsyslog omrelp → RelpServer that stops acknowledging: after a resta
     await server2.server.close();
   }
 });
-
-/** rsyslog B: imrelp in, each message's raw text to a file, written before the ack. */
-async function startImrelp(dir: string, port: number, file: string): Promise<Running> {
-  requireRelpModules();
-  return await startRsyslog({
-    dir,
-    readyTcpPort: port,
-    rules: `main_queue(queue.type="Direct")
-module(load="imrelp")
-input(type="imrelp" address="127.0.0.1" port="${port}" ruleset="relp")
-template(name="raw" type="string" string="%rawmsg%\\n")
-ruleset(name="relp") { action(type="omfile" file="${file}" template="raw") }
-`,
-  });
-}
 
 Deno.test("RelpClient → rsyslog imrelp → file: 5,000 messages exactly once", async () => {
   await using dir = await tempDir();
