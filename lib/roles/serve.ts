@@ -50,7 +50,8 @@ Listening:
                             (UDP), tcp://HOST:PORT (RFC 6587 octet counting or
                             newline framing), relp://HOST:PORT (rsyslog omrelp;
                             acknowledged once in the journal, with --spool once
-                            in the spool file)                 [127.0.0.1:5140]
+                            in the spool file)  [127.0.0.1:5140; none with
+                            --journal or --journal-dir]
   --tcp-in HOST:PORT        plain TCP lines (nc, telnet, 'reclog send') become
                             messages of stream 'tcp', repeatable
 
@@ -135,9 +136,11 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const listen = parseHostPort(values.listen, "--listen");
-  const inputs = parseInputFlags(values["syslog-in"], values["tcp-in"]);
-  const files = parseFileFlags(values.file ?? []);
   const journalSpec = journalInput.parseJournalFlags(values);
+  const inputs = parseInputFlags(values["syslog-in"], values["tcp-in"], {
+    defaultInput: journalSpec === undefined,
+  });
+  const files = parseFileFlags(values.file ?? []);
   const policy: PeerPolicy = {
     issuer: values.issuer === undefined ? undefined : parseDn(values.issuer, "--issuer"),
     allowCn: values["allow-cn"] ?? [],

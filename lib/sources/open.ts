@@ -34,9 +34,21 @@ export interface InputSpec {
   stream: string;
 }
 
+/** Options for {@linkcode parseInputFlags}. */
+export interface ParseInputFlagsOptions {
+  /**
+   * Listen on UDP `127.0.0.1:5140` when no `--syslog-in` is given (false when
+   * serve reads the systemd journal: a VPS without a syslog daemon needs no port).
+   *
+   * @default {true}
+   */
+  defaultInput?: boolean;
+}
+
 /**
  * Checks `serve`'s `--syslog-in` values (`HOST:PORT` or `udp://` for UDP,
- * `tcp://` for TCP syslog, `relp://` for RELP; default `127.0.0.1:5140`) and `--tcp-in` values
+ * `tcp://` for TCP syslog, `relp://` for RELP; default `127.0.0.1:5140` unless
+ * {@linkcode ParseInputFlagsOptions.defaultInput} is false) and `--tcp-in` values
  * (`HOST:PORT`, plain lines).
  *
  * @example The default input and one line input
@@ -49,8 +61,10 @@ export interface InputSpec {
 export function parseInputFlags(
   syslogIn: string[] | undefined,
   tcpIn: string[] | undefined,
+  options: ParseInputFlagsOptions = {},
 ): InputSpec[] {
-  const inputs = (syslogIn ?? ["127.0.0.1:5140"]).map((value): InputSpec => {
+  const fallback = options.defaultInput === false ? [] : ["127.0.0.1:5140"];
+  const inputs = (syslogIn ?? fallback).map((value): InputSpec => {
     const endpoint = parseEndpoint(value, "--syslog-in", "udp", ["udp", "tcp", "relp"]);
     if (endpoint.kind !== "udp" && endpoint.kind !== "tcp" && endpoint.kind !== "relp") {
       throw new ConfigError(
