@@ -11,7 +11,6 @@ import tls from "node:tls";
 import type { HostPort } from "../util/address.ts";
 import { describeNetError } from "../util/errors.ts";
 import { clientTlsOptions, type TlsMaterial } from "../tls/policy.ts";
-import type { OnRead } from "../protocol/frame_stream.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions {
@@ -42,13 +41,6 @@ export interface ConnectOptions {
    * @default {0}
    */
   probationMs?: number;
-  /**
-   * Reads go into this reused buffer and callback instead of a new Buffer
-   * per chunk (node's `onread`; no `data` events then), e.g.
-   * `FrameStream.onread`.
-   * @default {undefined}
-   */
-  onread?: OnRead;
   /**
    * Gives up (rejecting with a {@linkcode ConnectError}) when aborted.
    * @default {undefined}
@@ -118,16 +110,10 @@ function open(endpoint: HostPort, options: ConnectOptions): Promise<net.Socket> 
   if (signal?.aborted) {
     return Promise.reject(new ConnectError("closing", { aborted: true }));
   }
-  const { onread } = options;
   return new Promise((resolve, reject) => {
     const socket = options.tls
-      ? tls.connect({
-        host,
-        port,
-        ...clientTlsOptions(options.tls, options.serverName ?? host),
-        ...(onread ? { onread } : {}),
-      } as tls.ConnectionOptions)
-      : net.connect({ host, port, ...(onread ? { onread } : {}) } as net.NetConnectOpts);
+      ? tls.connect({ host, port, ...clientTlsOptions(options.tls, options.serverName ?? host) })
+      : net.connect({ host, port });
     const ready = options.tls ? "secureConnect" : "connect";
     const fail = (error: ConnectError) => {
       cleanup();

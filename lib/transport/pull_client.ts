@@ -13,13 +13,13 @@ import {
   DEFAULT_MAX_FRAME,
   encodeControl,
   FrameReader,
+  FrameSplitter,
   FrameType,
   isEntry,
   PROTOCOL_VERSION,
   ProtocolError,
 } from "../protocol/frame.ts";
 import { FrameBatch } from "../protocol/frame_batch.ts";
-import { FrameStream } from "../protocol/frame_stream.ts";
 import {
   type LostReport,
   parseLostReport,
@@ -254,15 +254,12 @@ export class PullClient {
     const helloMs = options.helloTimeoutMs ?? 10_000;
     // The hello is due `helloMs` after connecting began, TLS handshake included.
     const deadline = Date.now() + helloMs;
-    const frames = new FrameStream({ maxFrame: DEFAULT_MAX_FRAME });
     const socket = await connect(options, {
       tls: options.material,
       serverName: options.serverName,
       timeoutMs: helloMs,
       signal: options.signal,
-      onread: frames.onread,
     }) as TLSSocket;
-    frames.attach(socket);
     this.#socket = socket;
     let hello: ServerHello | undefined;
     let lastReceived = Date.now();
@@ -298,12 +295,14 @@ export class PullClient {
           : { live: true }),
       }));
       if (point?.lastTime) this.#lastTime = point.lastTime;
+      const splitter = new FrameSplitter({ maxFrame: DEFAULT_MAX_FRAME });
       const frame = new FrameReader(new Uint8Array(0));
       // The sequence number the next journal entry must carry, and whether an
       // `L` frame of unknown extent allows it to be higher.
       let expected = 0;
       let gapAllowed = false;
       let closed = false;
+      socket.on("error", () => {}); // surfaced by the iterator below
       const batch = new FrameBatch();
       // The run of entries not yet handed on: from `runStart` in `batch`'s buffer.
       let runStart = -1;
@@ -319,13 +318,13 @@ export class PullClient {
           lastReceived = Date.now();
         }
       };
-      // Whole frames as they arrive; a run of entries goes to the sink in one write.
-      let whole: Uint8Array | null;
-      while (!closed) {
+      for await (const chunk of socket as AsyncIterable<Uint8Array>) {
+        lastReceived = Date.now();
+        // Whole frames of the chunk; a run of entries goes to the sink in one write.
+        let whole: Uint8Array;
         try {
-          whole = await frames.next();
-          if (whole === null) break;
-          lastReceived = Date.now();
+          whole = splitter.push(chunk);
+          if (whole.length === 0) continue;
           frame.reset(whole);
           batch.reset(whole);
           while (frame.next()) {
@@ -389,6 +388,7 @@ export class PullClient {
           }
           throw error;
         }
+        if (closed) break;
         await deliver(whole.length);
       }
       if (!options.signal?.aborted) {
