@@ -1,0 +1,483 @@
+/**
+ * systemd journal entries turned into RFC 5424 syslog messages.
+ *
+ * Field mapping of {@linkcode SyslogFormatter} (format `rfc5424`):
+ *
+ * | RFC 5424 | from | when absent or invalid |
+ * | --- | --- | --- |
+ * | PRI | `SYSLOG_FACILITY` (0–23) × 8 + `PRIORITY` (0–7) | facility 1 (user), severity 6 (info) |
+ * | VERSION | `1` | |
+ * | TIMESTAMP | `__REALTIME_TIMESTAMP`, µs, UTC: `2026-12-02T07:50:41.123456Z` | `-` |
+ * | HOSTNAME | `_HOSTNAME`, ≤ 255 | {@linkcode SyslogFormatOptions.hostname}, else `-` |
+ * | APP-NAME | `SYSLOG_IDENTIFIER`, else `_COMM`, ≤ 48 | `-` |
+ * | PROCID | `_PID`, else `SYSLOG_PID`, ≤ 128 | `-` |
+ * | MSGID | `-` | |
+ * | STRUCTURED-DATA | `-`, or `[journal@32473 NAME="value" ...]` with {@linkcode SyslogFormatOptions.sdFields} | `-` |
+ * | MSG | `MESSAGE`, byte for byte (binary, multi-line, no BOM added) | empty, and no space before it |
+ *
+ * In HOSTNAME, APP-NAME and PROCID each byte outside printable US-ASCII
+ * (33–126) becomes `_` (a UTF-8 character becomes one `_` per byte), and the
+ * value is cut to the field's maximum. Of a repeated field the first value is
+ * used (all of them in structured data).
+ *
+ * @module
+ */
+
+import type { JournalEntry, JournalFieldValue, JournalValue } from "./journal_entry.ts";
+import {
+  RAW_COMM,
+  RAW_FACILITY,
+  RAW_HOSTNAME,
+  RAW_IDENTIFIER,
+  RAW_MESSAGE,
+  RAW_PID,
+  RAW_PRIORITY,
+  RAW_SYSLOG_PID,
+  type RawJournalEntry,
+} from "./journal_raw.ts";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** Every value of a field (one for a plain field, none when absent). */
+function allValues(field: JournalFieldValue | undefined): JournalValue[] {
+  if (field === undefined || field === null) return [];
+  if (typeof field === "string") return [field];
+  if (field.length === 0 || typeof field[0] === "number") return [field as number[]];
+  return field as JournalValue[];
+}
+
+function firstValue(field: JournalFieldValue | undefined): JournalValue | undefined {
+  if (field === undefined || field === null) return undefined;
+  if (typeof field === "string") return field;
+  if (field.length === 0 || typeof field[0] === "number") return field as number[];
+  return field[0] as JournalValue;
+}
+
+/** How an entry becomes a message: see the module doc for the field mapping. */
+export type JournalFormat = "rfc5424" | "json";
+
+/** Options for {@linkcode SyslogFormatter}. */
+export interface SyslogFormatOptions {
+  /**
+   * `rfc5424`: a syslog message (module doc); `json`: the entry's JSON line
+   * as journalctl printed it, every field included.
+   * @default {"rfc5424"}
+   */
+  format?: JournalFormat;
+  /**
+   * Longest message, bytes (at least 1024). A longer RFC 5424 message has
+   * its MSG cut (on a UTF-8 character boundary when the cut falls inside
+   * one), or its structured data left out (`-`) if that alone is too long,
+   * and is counted in {@linkcode SyslogFormatter.truncated}; a longer JSON line cannot be
+   * cut and is dropped, counted in {@linkcode SyslogFormatter.dropped}.
+   * @default {65536}
+   */
+  maxBytes?: number;
+  /**
+   * Fields to put in structured data, `[<sdId> NAME="value" ...]`, one
+   * parameter per value (repeated fields repeat it). Names must be 1–32
+   * characters of `A-Z`, `a-z`, `0-9`, `_`. Values are UTF-8 (invalid bytes
+   * become U+FFFD), with `"`, `\` and `]` escaped by a backslash.
+   * @default {[]}
+   */
+  sdFields?: string[];
+  /**
+   * The SD-ID of that element (`name@<private enterprise number>`).
+   * @default {"journal@32473"}
+   */
+  sdId?: string;
+  /**
+   * HOSTNAME for entries without `_HOSTNAME` (e.g. this machine's name).
+   * @default {"-"}
+   */
+  hostname?: string;
+}
+
+const PRINTABLE_MIN = 33;
+const PRINTABLE_MAX = 126;
+const UNDERSCORE = 0x5f;
+const DASH = 0x2d;
+const SPACE = 0x20;
+
+/** A byte buffer that grows, written from the front. */
+class ByteWriter {
+  buf = new Uint8Array(4096);
+  length = 0;
+
+  reserve(extra: number): void {
+    const need = this.length + extra;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const bigger = new Uint8Array(size);
+    bigger.set(this.buf.subarray(0, this.length));
+    this.buf = bigger;
+  }
+
+  byte(b: number): void {
+    this.reserve(1);
+    this.buf[this.length++] = b;
+  }
+
+  ascii(text: string): void {
+    this.reserve(text.length);
+    for (let i = 0; i < text.length; i++) this.buf[this.length++] = text.charCodeAt(i);
+  }
+
+  utf8(text: string): void {
+    this.reserve(text.length * 3);
+    this.length += encoder.encodeInto(text, this.buf.subarray(this.length)).written;
+  }
+
+  bytes(bytes: Uint8Array | number[]): void {
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+}
+
+function pad(n: number, width: number): string {
+  return String(n).padStart(width, "0");
+}
+
+/** The PRI of an entry without `SYSLOG_FACILITY` / `PRIORITY`: user.info. */
+const DEFAULT_FACILITY = 1;
+const DEFAULT_SEVERITY = 6;
+
+/** A value of a small integer field (`PRIORITY`, `SYSLOG_FACILITY`) in range, else `fallback`. */
+function smallInt(entry: JournalEntry, name: string, max: number, fallback: number): number {
+  const value = firstValue(entry[name]);
+  if (typeof value !== "string" || value.length === 0 || value.length > 2) return fallback;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return fallback;
+    n = n * 10 + c;
+  }
+  return n <= max ? n : fallback;
+}
+
+/** µs of a `__REALTIME_TIMESTAMP` value (1–16 digits), -1 when it is not one. */
+function micros(value: JournalValue | undefined): number {
+  if (typeof value !== "string" || !/^[0-9]{1,16}$/.test(value)) return -1;
+  const us = Number(value);
+  return Number.isSafeInteger(us) ? us : -1;
+}
+
+/**
+ * Turns journal entries into syslog messages (or JSON lines), into one
+ * buffer that a batch of messages shares: {@linkcode SyslogFormatter.append}
+ * adds one, {@linkcode SyslogFormatter.take} hands out the batch.
+ *
+ * @example Format one entry
+ * ```ts
+ * import { SyslogFormatter } from "./journal_entry.ts";
+ * const formatter = new SyslogFormatter();
+ * const message = formatter.format({
+ *   __CURSOR: "s=a;i=1",
+ *   __REALTIME_TIMESTAMP: "1796197841123456",
+ *   PRIORITY: "3",
+ *   _HOSTNAME: "vps1",
+ *   SYSLOG_IDENTIFIER: "nginx",
+ *   _PID: "42",
+ *   MESSAGE: "hello",
+ * });
+ * console.log(new TextDecoder().decode(message));
+ * // <11>1 2026-12-02T07:50:41.123456Z vps1 nginx 42 - - hello
+ * ```
+ */
+export class SyslogFormatter {
+  /** The format in use. */
+  readonly mode: JournalFormat;
+  /** Longest message, bytes. */
+  readonly maxBytes: number;
+  /** Messages whose MSG was cut to {@linkcode SyslogFormatOptions.maxBytes}. */
+  truncated = 0;
+  /** JSON lines dropped for being longer than {@linkcode SyslogFormatOptions.maxBytes}. */
+  dropped = 0;
+  readonly #sdFields: string[];
+  readonly #sdId: string;
+  readonly #hostname: string;
+  #out = new ByteWriter();
+  readonly #ends: number[] = [];
+  #second = -1;
+  #secondText = "";
+
+  /** Makes a formatter; see {@linkcode SyslogFormatOptions}. */
+  constructor(options: SyslogFormatOptions = {}) {
+    this.mode = options.format ?? "rfc5424";
+    if (this.mode !== "rfc5424" && this.mode !== "json") {
+      throw new RangeError(`Cannot use journal format '${this.mode}': use rfc5424 or json`);
+    }
+    this.maxBytes = options.maxBytes ?? 65_536;
+    if (!Number.isSafeInteger(this.maxBytes) || this.maxBytes < 1024) {
+      throw new RangeError(`maxBytes must be an integer of at least 1024, got ${this.maxBytes}`);
+    }
+    this.#sdFields = options.sdFields ?? [];
+    for (const name of this.#sdFields) {
+      if (!/^[A-Za-z0-9_]{1,32}$/.test(name)) {
+        throw new RangeError(
+          `Cannot put journal field '${name}' in structured data: use 1-32 of A-Z a-z 0-9 _`,
+        );
+      }
+    }
+    this.#sdId = options.sdId ?? "journal@32473";
+    if (!/^[!#-\\^-~]{1,32}$/.test(this.#sdId) || this.#sdId.includes("=")) {
+      throw new RangeError(
+        `Cannot use SD-ID '${this.#sdId}': 1-32 printable ASCII, no = ] " or space`,
+      );
+    }
+    this.#hostname = options.hostname ?? "-";
+  }
+
+  /**
+   * Formats one entry into the pending batch; `line` is the entry's JSON line
+   * (used by the `json` format). Returns false if the entry was dropped.
+   */
+  append(entry: JournalEntry, line?: Uint8Array): boolean {
+    const out = this.#out;
+    if (this.mode === "json") {
+      const bytes = line ?? encoder.encode(JSON.stringify(entry));
+      if (bytes.length > this.maxBytes) {
+        this.dropped++;
+        return false;
+      }
+      out.bytes(bytes);
+      this.#ends.push(out.length);
+      return true;
+    }
+    const start = out.length;
+    const facility = smallInt(entry, "SYSLOG_FACILITY", 23, DEFAULT_FACILITY);
+    const severity = smallInt(entry, "PRIORITY", 7, DEFAULT_SEVERITY);
+    this.#pri(facility * 8 + severity);
+    this.#timestamp(micros(firstValue(entry.__REALTIME_TIMESTAMP)));
+    out.byte(SPACE);
+    this.#headerField(firstValue(entry._HOSTNAME), 255, this.#hostname);
+    out.byte(SPACE);
+    this.#headerField(
+      firstValue(entry.SYSLOG_IDENTIFIER) ?? firstValue(entry._COMM),
+      48,
+      "-",
+    );
+    out.byte(SPACE);
+    this.#headerField(firstValue(entry._PID) ?? firstValue(entry.SYSLOG_PID), 128, "-");
+    out.ascii(" - ");
+    const sdStart = out.length;
+    this.#structuredData(entry);
+    this.#fitStructuredData(start, sdStart);
+    const message = firstValue(entry.MESSAGE);
+    if (message !== undefined && message.length > 0) {
+      out.byte(SPACE);
+      const msgStart = out.length;
+      if (typeof message === "string") out.utf8(message);
+      else out.bytes(message);
+      this.#fitMessage(start, msgStart);
+    }
+    this.#ends.push(out.length);
+    return true;
+  }
+
+  /**
+   * Formats the entry `raw` holds (read from journalctl's export output:
+   * the same message {@linkcode SyslogFormatter.append} makes of the same
+   * entry) into the pending batch. rfc5424 only; `raw.sdFields` are put in
+   * structured data.
+   */
+  appendRaw(raw: RawJournalEntry): boolean {
+    if (this.mode !== "rfc5424") throw new Error("appendRaw() is for the rfc5424 format");
+    const out = this.#out;
+    const start = out.length;
+    const facility = raw.smallInt(RAW_FACILITY, 23, DEFAULT_FACILITY);
+    const severity = raw.smallInt(RAW_PRIORITY, 7, DEFAULT_SEVERITY);
+    this.#pri(facility * 8 + severity);
+    this.#timestamp(raw.micros());
+    out.byte(SPACE);
+    this.#rawHeader(raw, RAW_HOSTNAME, 255, this.#hostname);
+    out.byte(SPACE);
+    this.#rawHeader(raw, raw.start[RAW_IDENTIFIER]! >= 0 ? RAW_IDENTIFIER : RAW_COMM, 48, "-");
+    out.byte(SPACE);
+    this.#rawHeader(raw, raw.start[RAW_PID]! >= 0 ? RAW_PID : RAW_SYSLOG_PID, 128, "-");
+    out.ascii(" - ");
+    const sdStart = out.length;
+    if (raw.sd.length === 0) out.byte(DASH);
+    else this.#rawStructuredData(raw);
+    this.#fitStructuredData(start, sdStart);
+    const from = raw.start[RAW_MESSAGE]!;
+    const to = raw.end[RAW_MESSAGE]!;
+    if (from >= 0 && to > from) {
+      out.reserve(1 + to - from);
+      out.buf[out.length++] = SPACE;
+      const msgStart = out.length;
+      out.buf.set(raw.buf.subarray(from, to), msgStart);
+      out.length += to - from;
+      this.#fitMessage(start, msgStart);
+    }
+    this.#ends.push(out.length);
+    return true;
+  }
+
+  /** Structured data cannot be cut: leave it out if the message is too long with it. */
+  #fitStructuredData(start: number, sdStart: number): void {
+    const out = this.#out;
+    if (out.length - start > this.maxBytes - 1) {
+      out.length = sdStart;
+      out.byte(DASH);
+      this.truncated++;
+    }
+  }
+
+  /** Cuts MSG to maxBytes, backing off to a UTF-8 character boundary (at most 3 continuation bytes). */
+  #fitMessage(start: number, msgStart: number): void {
+    const out = this.#out;
+    if (out.length - start <= this.maxBytes) return;
+    let cut = Math.max(msgStart, start + this.maxBytes);
+    for (let i = 0; i < 3 && cut > msgStart && (out.buf[cut]! & 0xc0) === 0x80; i++) cut--;
+    out.length = cut;
+    this.truncated++;
+  }
+
+  /** `<PRI>1 `. */
+  #pri(pri: number): void {
+    const out = this.#out;
+    out.reserve(7);
+    const buf = out.buf;
+    buf[out.length++] = 0x3c; // <
+    if (pri >= 100) buf[out.length++] = 0x30 + Math.floor(pri / 100);
+    if (pri >= 10) buf[out.length++] = 0x30 + Math.floor(pri / 10) % 10;
+    buf[out.length++] = 0x30 + pri % 10;
+    buf[out.length++] = 0x3e; // >
+    buf[out.length++] = 0x31; // 1
+    buf[out.length++] = SPACE;
+  }
+
+  #rawHeader(raw: RawJournalEntry, slot: number, max: number, fallback: string): void {
+    const out = this.#out;
+    const from = raw.start[slot]!;
+    const to = Math.min(raw.end[slot]!, from + max);
+    if (from < 0 || to === from) return out.ascii(fallback);
+    out.reserve(to - from);
+    const buf = out.buf;
+    const src = raw.buf;
+    let at = out.length;
+    for (let i = from; i < to; i++) {
+      const b = src[i]!;
+      buf[at++] = b < PRINTABLE_MIN || b > PRINTABLE_MAX ? UNDERSCORE : b;
+    }
+    out.length = at;
+  }
+
+  #rawStructuredData(raw: RawJournalEntry): void {
+    const out = this.#out;
+    const sd = raw.sd;
+    out.byte(0x5b); // [
+    out.ascii(this.#sdId);
+    for (let field = 0; field < raw.sdFields.length; field++) {
+      for (let k = 0; k < sd.length; k += 4) {
+        if (raw.sdFields[sd[k]!] !== raw.sdFields[field]) continue; // (a name given twice: twice)
+        out.byte(SPACE);
+        out.ascii(raw.sdFields[field]!);
+        out.ascii('="');
+        this.#sdValue(decoder.decode(raw.buf.subarray(sd[k + 1]!, sd[k + 2]!)));
+        out.byte(0x22); // "
+      }
+    }
+    out.byte(0x5d); // ]
+  }
+
+  #sdValue(text: string): void {
+    this.#out.utf8(/["\\\]]/.test(text) ? text.replace(/["\\\]]/g, "\\$&") : text);
+  }
+
+  /**
+   * Hands out the messages appended since the last call, as views into one
+   * buffer (valid until the call after the next one), and starts a new batch.
+   */
+  take(): Uint8Array[] {
+    const buf = this.#out.buf;
+    const messages = new Array<Uint8Array>(this.#ends.length);
+    let start = 0;
+    for (let i = 0; i < this.#ends.length; i++) {
+      const end = this.#ends[i]!;
+      messages[i] = buf.subarray(start, end);
+      start = end;
+    }
+    this.#ends.length = 0;
+    // A fresh buffer: the views handed out stay valid while the caller uses them.
+    this.#out = new ByteWriter();
+    this.#out.buf = new Uint8Array(Math.max(4096, Math.min(buf.length, 1 << 20)));
+    return messages;
+  }
+
+  /** Formats one entry on its own (a copy). */
+  format(entry: JournalEntry, line?: Uint8Array): Uint8Array {
+    if (this.#ends.length > 0) {
+      throw new Error("format() while a batch is pending: take() it first");
+    }
+    if (!this.append(entry, line)) return new Uint8Array(0);
+    return this.take()[0]!.slice();
+  }
+
+  /** The TIMESTAMP of `us` µs since the epoch, `-` for -1 (or past year 9999). */
+  #timestamp(us: number): void {
+    const out = this.#out;
+    if (us < 0) return out.byte(DASH);
+    const second = Math.floor(us / 1e6);
+    if (second !== this.#second) {
+      const date = new Date(second * 1000);
+      const year = date.getUTCFullYear();
+      if (year > 9999) return out.byte(DASH);
+      this.#second = second;
+      this.#secondText = `${pad(year, 4)}-${pad(date.getUTCMonth() + 1, 2)}-${
+        pad(date.getUTCDate(), 2)
+      }T${pad(date.getUTCHours(), 2)}:${pad(date.getUTCMinutes(), 2)}:${
+        pad(date.getUTCSeconds(), 2)
+      }.`;
+    }
+    out.ascii(this.#secondText);
+    out.reserve(7);
+    const buf = out.buf;
+    let fraction = us % 1e6;
+    for (let i = out.length + 5; i >= out.length; i--) {
+      buf[i] = 0x30 + fraction % 10;
+      fraction = Math.floor(fraction / 10);
+    }
+    out.length += 6;
+    buf[out.length++] = 0x5a; // Z
+  }
+
+  #headerField(value: JournalValue | undefined, max: number, fallback: string): void {
+    const out = this.#out;
+    if (value === undefined || value.length === 0) return out.ascii(fallback);
+    const start = out.length;
+    if (typeof value === "string") out.utf8(value);
+    else out.bytes(value);
+    if (out.length - start > max) out.length = start + max;
+    const buf = out.buf;
+    for (let i = start; i < out.length; i++) {
+      const b = buf[i]!;
+      if (b < PRINTABLE_MIN || b > PRINTABLE_MAX) buf[i] = UNDERSCORE;
+    }
+  }
+
+  #structuredData(entry: JournalEntry): void {
+    const out = this.#out;
+    let open = false;
+    for (const name of this.#sdFields) {
+      for (const value of allValues(entry[name])) {
+        if (!open) {
+          out.byte(0x5b); // [
+          out.ascii(this.#sdId);
+          open = true;
+        }
+        out.byte(SPACE);
+        out.ascii(name);
+        out.ascii('="');
+        this.#sdValue(typeof value === "string" ? value : decoder.decode(Uint8Array.from(value)));
+        out.byte(0x22); // "
+      }
+    }
+    if (open) out.byte(0x5d); // ]
+    else out.byte(DASH);
+  }
+}
