@@ -171,6 +171,71 @@ Deno.test("serve --journal-dir → pull → rsyslog: each entry filed with journ
   }
 });
 
+/** Inodes of the sockets in /proc/net/{name} and /proc/net/{name}6 (all of this network namespace). */
+async function socketInodes(name: "udp" | "tcp"): Promise<Set<string>> {
+  const inodes = new Set<string>();
+  for (const file of [`/proc/net/${name}`, `/proc/net/${name}6`]) {
+    const lines = (await readOrEmpty(file)).split("\n").slice(1);
+    for (const line of lines) {
+      const inode = line.trim().split(/\s+/)[9];
+      if (inode !== undefined && inode !== "0") inodes.add(inode);
+    }
+  }
+  return inodes;
+}
+
+/** The socket inodes process `pid` has open (its /proc/PID/fd links `socket:[N]`). */
+function openSockets(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`));
+      if (match) inodes.add(match[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return inodes;
+}
+
+Deno.test("serve --journal-dir without --syslog-in: its log names only the journal input and the listener, and it has no UDP socket", async () => {
+  await using dir = await tempDir();
+  const certs = await makeCerts(dir.path);
+  const journalDir = `${dir.path}/journal`;
+  await Deno.mkdir(journalDir);
+  await writeJournal(journalDir, plain(1, 3));
+  const sockets = async (serve: { process: Running }) => {
+    const open = openSockets(serve.process.child.pid);
+    const inter = (all: Set<string>) => [...open].filter((inode) => all.has(inode)).length;
+    return { udp: inter(await socketInodes("udp")), tcp: inter(await socketInodes("tcp")) };
+  };
+  {
+    const serve = await startServe(certs, ["--journal-dir", journalDir]);
+    await using _serve = serve.process;
+    // What a user reads at start: one line per input, then the listener.
+    const startup = serve.process.stderr.split("\n").filter((line) =>
+      /listening on|read (from the start|after its cursor)|following|publishing to/.test(line)
+    );
+    assert.equal(startup.length, 2, startup.join("\n"));
+    assert.match(startup[0]!, new RegExp(`journal:${journalDir} read from the start`));
+    assert.match(startup[1]!, /mTLS listening on 127\.0\.0\.1:\d+/);
+    assert.doesNotMatch(serve.process.stderr, /syslog-in|udp|5140/);
+    const open = await sockets(serve);
+    assert.equal(open.udp, 0, "no UDP socket open");
+    assert.ok(open.tcp >= 1, "the mTLS listener is a TCP socket of the process");
+  }
+  // The same check sees the UDP input when one is asked for.
+  const serve = await startServe(certs, [
+    "--syslog-in",
+    "127.0.0.1:0",
+    "--journal-dir",
+    journalDir,
+  ]);
+  await using _serve = serve.process;
+  assert.match(serve.process.stderr, /syslog-in udp listening on 127\.0\.0\.1:\d+/);
+  assert.equal((await sockets(serve)).udp, 1, "the --syslog-in UDP socket");
+});
+
 Deno.test("serve --journal-dir --spool: SIGKILL and restart lose nothing, repeat a bounded few; vacuumed entries reach home as a loss notice", async () => {
   await using dir = await tempDir();
   const certs = await makeCerts(dir.path);
