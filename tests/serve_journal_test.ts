@@ -63,6 +63,7 @@ function startServe(
   certs: CertPaths,
   args: string[],
   port = 0,
+  stateHome = `${args.at(-1)}.state`,
 ): Promise<{ process: Running; port: number }> {
   const process = startReclog([
     "serve",
@@ -76,7 +77,7 @@ function startServe(
     `127.0.0.1:${port}`,
     ...args,
     // The cursor without --spool goes to $XDG_STATE_HOME/reclog: one per test, beside its last argument.
-  ], { env: { XDG_STATE_HOME: `${args.at(-1)}.state` } });
+  ], { env: { XDG_STATE_HOME: stateHome } });
   return process.waitForListening("mTLS").then((port) => ({ process, port }));
 }
 
@@ -234,6 +235,45 @@ Deno.test("serve --journal-dir without --syslog-in: its log names only the journ
   await using _serve = serve.process;
   assert.match(serve.process.stderr, /syslog-in udp listening on 127\.0\.0\.1:\d+/);
   assert.equal((await sockets(serve)).udp, 1, "the --syslog-in UDP socket");
+});
+
+Deno.test("serve --journal-dir B after --journal-dir A, one state directory: A's cursor is not applied to B, one line says so", async () => {
+  await using dir = await tempDir();
+  const certs = await makeCerts(dir.path);
+  const stateHome = `${dir.path}/state`;
+  const journals = [`${dir.path}/a`, `${dir.path}/b`];
+  for (const [k, d] of journals.entries()) {
+    await Deno.mkdir(d);
+    await writeJournal(d, plain(k * 100 + 1, 3));
+  }
+  const stopped = async (serve: { process: Running }) => {
+    serve.process.kill("SIGTERM");
+    assert.equal((await serve.process.wait()).code, 0);
+    await serve.process[Symbol.asyncDispose]();
+    return serve.process.stderr;
+  };
+  const run = async (journalDir: string, wait: RegExp) => {
+    const serve = await startServe(certs, ["--journal-dir", journalDir], 0, stateHome);
+    // Until the cursor of this journal's entries is saved.
+    const file = `${stateHome}/reclog/journal-cursor.json`;
+    await waitFor(async () => (await readOrEmpty(file)).includes(`${journalDir}"`), {
+      what: `${file} to name ${journalDir}`,
+    });
+    const stderr = await stopped(serve);
+    assert.match(stderr, wait);
+    return stderr;
+  };
+  const a = await run(journals[0]!, /journal:\S+\/a read from the start/);
+  assert.doesNotMatch(a, /was saved for/);
+  const again = await run(journals[0]!, /journal:\S+\/a read after its cursor/);
+  assert.doesNotMatch(again, /was saved for/);
+  const b = await run(journals[1]!, /journal:\S+\/b read from the start/);
+  const notes = b.split("\n").filter((line) => /was saved for/.test(line));
+  assert.equal(notes.length, 1, b);
+  assert.match(
+    notes[0]!,
+    /saved for journal:\S+\/a, not journal:\S+\/b: reading from the oldest entry/,
+  );
 });
 
 Deno.test("serve --journal-dir --spool: SIGKILL and restart lose nothing, repeat a bounded few; vacuumed entries reach home as a loss notice", async () => {
