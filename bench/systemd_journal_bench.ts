@@ -7,9 +7,8 @@
  * Writes N entries shaped like journald's (about 20 fields each, 80–120 byte
  * messages, several units and priorities) with `systemd-journal-remote`, then
  * for each of: `journalctl` alone, the reader with `rfc5424`, the reader
- * with `json`, and serve's path (the journal input: reader, formatter,
- * appends into reclog's journal in memory, cursor saves), measures the
- * median wall time of `--repeats` runs reading all of them.
+ * with `json`, measures the median wall time of `--repeats` runs reading all
+ * of them.
  *
  * ```sh
  * npx -y deno@2.9.6 run --allow-all bench/systemd_journal_bench.ts [--entries 200000] [--repeats 3] [--dir DIR]
@@ -21,9 +20,6 @@
 import { parseArgs } from "node:util";
 import { SystemdJournalReader } from "../lib/sources/systemd_journal.ts";
 import type { JournalFormat } from "../lib/framing/journal_entry.ts";
-import { Journal } from "../lib/journal/journal.ts";
-import { toJournal } from "../lib/sources/open.ts";
-import { JournalInput } from "../lib/sources/systemd_journal_input.ts";
 
 const { values } = parseArgs({
   options: {
@@ -128,37 +124,6 @@ async function throughReader(dir: string, format: JournalFormat): Promise<number
   return performance.now() - started;
 }
 
-/** Serve's path: JournalInput (rfc5424) appending into reclog's journal, cursor file saved. */
-async function intoJournal(dir: string): Promise<number> {
-  const stateDir = await Deno.makeTempDir({ prefix: "reclog-journal-bench-state-" });
-  const journal = new Journal({ maxBytes: 256 * 1024 * 1024 });
-  try {
-    const started = performance.now();
-    const first = journal.nextSeq;
-    const all = Promise.withResolvers<void>();
-    const append = toJournal(journal, "journal");
-    let count = 0;
-    await using input = await JournalInput.open({
-      stateDir,
-      directory: dir,
-      onBatch: (batch) => {
-        append(batch);
-        count += batch.count;
-        if (count >= ENTRIES) all.resolve();
-      },
-    });
-    await input.listen();
-    await all.promise;
-    await input.close();
-    const kept = journal.nextSeq - first;
-    if (count !== ENTRIES || kept !== ENTRIES) throw new Error(`appended ${kept} of ${ENTRIES}`);
-    return performance.now() - started;
-  } finally {
-    journal.close();
-    await Deno.remove(stateDir, { recursive: true });
-  }
-}
-
 function median(xs: number[]): number {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -184,7 +149,6 @@ try {
     ],
     ["reader + formatter, rfc5424", () => throughReader(dir, "rfc5424")],
     ["reader, json", () => throughReader(dir, "json")],
-    ["serve's path: journal input → reclog's journal (rfc5424)", () => intoJournal(dir)],
   ];
   console.log(`| path (${ENTRIES} entries, median of ${REPEATS}) | seconds | entries/s |`);
   console.log("| --- | ---: | ---: |");

@@ -1,11 +1,9 @@
 /**
  * The journal export format as `journalctl --output=export` prints it, parsed
- * incrementally (any cut of the stream): into the same {@linkcode JournalEntry}
- * shape `parseEntryLine` gives for `--output=json`, or, with an
- * {@linkcode ExportFieldHandler}, as the raw bytes of only the fields the
- * handler asks for (no strings made: what the rfc5424 path uses). journalctl
- * prints export about three times faster than JSON (systemd 252), and binary
- * fields come as raw bytes.
+ * incrementally (any cut of the stream), into the same {@linkcode JournalEntry}
+ * shape `parseEntryLine` gives for `--output=json`: journalctl prints export
+ * about three times faster than JSON (systemd 252), and binary fields come
+ * as raw bytes.
  *
  * Format (https://systemd.io/JOURNAL_EXPORT_FORMATS/): an entry is a list of
  * fields ended by an empty line; a field is `KEY=value\n` (printable UTF-8
@@ -46,39 +44,6 @@ export class JournalExportError extends Error {
   }
 }
 
-/**
- * Receives the fields of the export stream as bytes (see
- * {@linkcode ExportParserOptions.handler}).
- *
- * @example Count the MESSAGE fields
- * ```ts
- * import { type ExportFieldHandler, ExportParser } from "./journal_export.ts";
- * let messages = 0;
- * const handler: ExportFieldHandler = {
- *   fieldId: (name) => (name === "MESSAGE" ? 0 : -1),
- *   field: () => void messages++,
- *   endEntry: () => {},
- * };
- * new ExportParser({ handler }).push(new TextEncoder().encode("__CURSOR=c\nMESSAGE=hi\n\n"));
- * console.log(messages); // 1
- * ```
- */
-export interface ExportFieldHandler {
-  /**
-   * A number for a field name (asked about once per name): at least 0 to
-   * receive its values in {@linkcode ExportFieldHandler.field}, -1 to have
-   * them skipped unread.
-   */
-  fieldId(name: string): number;
-  /**
-   * One value of a field asked for: `bytes[start, end)`, valid during the
-   * call only; `binary`: it came in the binary form (not printable UTF-8).
-   */
-  field(id: number, bytes: Uint8Array, start: number, end: number, binary: boolean): void;
-  /** The fields of an entry were all given (not called for blank lines between entries). */
-  endEntry(): void;
-}
-
 /** Options for {@linkcode ExportParser}. */
 export interface ExportParserOptions {
   /**
@@ -86,21 +51,13 @@ export interface ExportParserOptions {
    * @default {1048576}
    */
   maxFieldBytes?: number;
-  /**
-   * Receives the fields as bytes instead of entries being made (then
-   * {@linkcode ExportParser.push} takes no `onEntry`, and checking for
-   * `__CURSOR` is the handler's).
-   */
-  handler?: ExportFieldHandler;
 }
 
-// Where the parser is: in a field's name, its text value, its binary
-// value's 8-byte length, its binary value, or at the newline after that.
-const KEY = 0;
-const TEXT = 1;
-const LENGTH = 2;
-const DATA = 3;
-const DATA_END = 4;
+/**
+ * Where the parser is: in a field's name, its text value, its binary
+ * value's 8-byte length, its binary value, or at the newline after that.
+ */
+type ParserState = "key" | "text" | "length" | "data" | "dataEnd";
 
 const LF = 0x0a;
 const EQUALS = 0x3d;
@@ -119,68 +76,15 @@ function text(bytes: Uint8Array, start: number, end: number): string {
   return decoder.decode(bytes.subarray(start, end));
 }
 
-function validKey(key: Uint8Array, start: number, end: number): boolean {
-  if (end === start) return false;
-  for (let i = start; i < end; i++) {
+function validKey(key: Uint8Array, length: number): boolean {
+  if (length === 0) return false;
+  for (let i = 0; i < length; i++) {
     const c = key[i]!;
     const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f ||
       (c >= 0x61 && c <= 0x7a);
     if (!ok) return false;
   }
   return true;
-}
-
-/** A field name seen, and what the handler numbered it. */
-interface Name {
-  name: string;
-  id: number;
-}
-
-/** The handler that makes {@linkcode JournalEntry}s (`push(chunk, onEntry)`). */
-class EntryBuilder implements ExportFieldHandler {
-  onEntry: (entry: JournalEntry) => void = () => {};
-  readonly #names: string[] = [];
-  readonly #ids = new Map<string, number>();
-  #entry: JournalEntry = {};
-  #repeated = new Set<string>();
-
-  fieldId(name: string): number {
-    let id = this.#ids.get(name);
-    if (id === undefined) {
-      id = this.#names.push(name) - 1;
-      this.#ids.set(name, id);
-    }
-    return id;
-  }
-
-  field(id: number, bytes: Uint8Array, start: number, end: number, binary: boolean): void {
-    const value: JournalValue = binary
-      ? Array.from(bytes.subarray(start, end))
-      : text(bytes, start, end);
-    const key = this.#names[id]!;
-    const entry = this.#entry;
-    const old = entry[key];
-    if (old === undefined) {
-      entry[key] = value;
-    } else if (this.#repeated.has(key)) {
-      (old as JournalValue[]).push(value);
-    } else {
-      entry[key] = [old as JournalValue, value];
-      this.#repeated.add(key);
-    }
-  }
-
-  endEntry(): void {
-    const entry = this.#entry;
-    this.reset();
-    if (typeof entry.__CURSOR !== "string") throw new JournalExportError("entry without __CURSOR");
-    this.onEntry(entry);
-  }
-
-  reset(): void {
-    this.#entry = {};
-    if (this.#repeated.size > 0) this.#repeated = new Set();
-  }
 }
 
 /**
@@ -201,22 +105,20 @@ export class ExportParser {
   /** Values cut to `maxFieldBytes`. */
   truncated = 0;
   readonly #max: number;
-  readonly #handler: ExportFieldHandler;
-  readonly #builder: EntryBuilder | undefined;
-  #state = KEY;
+  #state: ParserState = "key";
   readonly #key = new Uint8Array(MAX_KEY);
   #keyLength = 0;
-  /** The handler's number of the field being read (-1: skipped). */
-  #id = -1;
   #value = new Uint8Array(1024);
   #valueLength = 0;
   #valueSeen = 0;
   readonly #lengthBytes = new Uint8Array(8);
-  readonly #lengthView = new DataView(this.#lengthBytes.buffer);
   #lengthHave = 0;
   #remaining = 0;
+  #entry: JournalEntry = {};
+  #repeated = new Set<string>();
   #fields = 0;
-  readonly #names = new Map<number, Name>();
+  readonly #names = new Map<number, string>();
+  #name = "";
 
   /** Makes a parser; see {@linkcode ExportParserOptions}. */
   constructor(options: ExportParserOptions = {}) {
@@ -224,153 +126,109 @@ export class ExportParser {
     if (!Number.isSafeInteger(this.#max) || this.#max < 1) {
       throw new RangeError(`maxFieldBytes must be a positive integer, got ${this.#max}`);
     }
-    if (options.handler) {
-      this.#handler = options.handler;
-    } else {
-      this.#builder = new EntryBuilder();
-      this.#handler = this.#builder;
-    }
   }
 
   /** Whether an entry is partly read (the stream ended inside one if so). */
   get inEntry(): boolean {
-    return this.#fields > 0 || this.#state !== KEY || this.#keyLength > 0;
+    return this.#fields > 0 || this.#state !== "key" || this.#keyLength > 0;
   }
 
   /** Forgets a partly read entry (after an error, or a new journalctl). */
   reset(): void {
-    this.#state = KEY;
+    this.#state = "key";
     this.#keyLength = 0;
     this.#valueLength = 0;
     this.#valueSeen = 0;
     this.#lengthHave = 0;
+    this.#entry = {};
+    this.#repeated = new Set();
     this.#fields = 0;
-    this.#builder?.reset();
   }
 
   /**
-   * Parses `chunk`, calling `onEntry` (without a handler) for each entry it
-   * completes (the entry is the caller's), or the handler for each field.
-   * Throws {@linkcode JournalExportError} on bad framing, and nothing else
-   * (but what `onEntry` or the handler throws).
+   * Parses `chunk`, calling `onEntry` for each entry it completes (the
+   * entry is the caller's). Throws {@linkcode JournalExportError} on bad
+   * framing, and nothing else (but what `onEntry` throws).
    */
-  push(chunk: Uint8Array, onEntry?: (entry: JournalEntry) => void): void {
-    if (this.#builder && onEntry) this.#builder.onEntry = onEntry;
-    const handler = this.#handler;
+  push(chunk: Uint8Array, onEntry: (entry: JournalEntry) => void): void {
     let i = 0;
     const n = chunk.length;
     while (i < n) {
       switch (this.#state) {
-        case KEY: {
+        case "key": {
           let j = i;
-          let c = 0;
-          while (j < n && (c = chunk[j]!) !== LF && c !== EQUALS) j++;
-          if (j === n) {
-            this.#keepKey(chunk, i, j);
-            return;
+          while (j < n && chunk[j] !== LF && chunk[j] !== EQUALS) j++;
+          if (this.#keyLength + (j - i) > MAX_KEY) {
+            throw new JournalExportError("field name too long");
           }
-          if (this.#keyLength > 0) {
-            this.#keepKey(chunk, i, j);
-            this.#id = this.#nameId(this.#key, 0, this.#keyLength);
-          } else if (j > i) {
-            this.#id = this.#nameId(chunk, i, j);
-          } else if (c === LF) {
-            this.#endEntry();
-            i = j + 1;
-            break;
-          } else {
-            throw new JournalExportError("bad field name");
-          }
-          this.#keyLength = 0;
+          this.#key.set(chunk.subarray(i, j), this.#keyLength);
+          this.#keyLength += j - i;
+          if (j === n) return;
           i = j + 1;
-          if (c === EQUALS) {
-            this.#state = TEXT;
+          if (chunk[j] === EQUALS) {
+            this.#name = this.#keyName();
+            this.#state = "text";
+          } else if (this.#keyLength === 0) {
+            this.#endEntry(onEntry);
           } else {
-            this.#state = LENGTH;
+            this.#name = this.#keyName();
+            this.#state = "length";
             this.#lengthHave = 0;
           }
           break;
         }
-        case TEXT: {
+        case "text": {
           const j = chunk.indexOf(LF, i);
-          if (j !== -1 && this.#valueSeen === 0 && j - i <= this.#max) {
+          if (j !== -1 && this.#valueLength === 0 && j - i <= this.#max) {
             // The whole value is in this chunk (the usual case): no copy.
-            if (this.#id >= 0) handler.field(this.#id, chunk, i, j, false);
-            this.#endField();
+            this.#addField(text(chunk, i, j));
             i = j + 1;
             break;
           }
           const end = j === -1 ? n : j;
           this.#keep(chunk, i, end);
           if (j === -1) return;
-          this.#fieldKept(false);
+          this.#endField(true);
           i = j + 1;
           break;
         }
-        case LENGTH: {
-          if (this.#lengthHave === 0 && n - i >= 8) {
-            this.#lengthBytes.set(chunk.subarray(i, i + 8));
-            this.#lengthHave = 8;
-            i += 8;
-          } else {
-            const take = Math.min(8 - this.#lengthHave, n - i);
-            this.#lengthBytes.set(chunk.subarray(i, i + take), this.#lengthHave);
-            this.#lengthHave += take;
-            i += take;
-          }
+        case "length": {
+          const take = Math.min(8 - this.#lengthHave, n - i);
+          this.#lengthBytes.set(chunk.subarray(i, i + take), this.#lengthHave);
+          this.#lengthHave += take;
+          i += take;
           if (this.#lengthHave === 8) {
-            const view = this.#lengthView;
+            const view = new DataView(this.#lengthBytes.buffer);
             const length = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
             if (!Number.isSafeInteger(length)) {
               throw new JournalExportError("field length too large");
             }
             this.#remaining = length;
-            this.#state = length === 0 ? DATA_END : DATA;
+            this.#state = length === 0 ? "dataEnd" : "data";
           }
           break;
         }
-        case DATA: {
-          const remaining = this.#remaining;
-          if (
-            this.#valueSeen === 0 && remaining <= n - i - 1 && remaining <= this.#max &&
-            chunk[i + remaining] === LF
-          ) {
-            // The whole value and its newline are in this chunk: no copy.
-            if (this.#id >= 0) handler.field(this.#id, chunk, i, i + remaining, true);
-            this.#endField();
-            i += remaining + 1;
-            break;
-          }
-          const take = Math.min(remaining, n - i);
+        case "data": {
+          const take = Math.min(this.#remaining, n - i);
           this.#keep(chunk, i, i + take);
           this.#remaining -= take;
           i += take;
-          if (this.#remaining === 0) this.#state = DATA_END;
+          if (this.#remaining === 0) this.#state = "dataEnd";
           break;
         }
-        default: { // DATA_END
+        default: { // "dataEnd"
           if (chunk[i] !== LF) throw new JournalExportError("binary field not ended by a newline");
-          this.#fieldKept(true);
+          this.#endField(false);
           i++;
         }
       }
     }
   }
 
-  #keepKey(chunk: Uint8Array, start: number, end: number): void {
-    if (this.#keyLength + (end - start) > MAX_KEY) {
-      throw new JournalExportError("field name too long");
-    }
-    this.#key.set(chunk.subarray(start, end), this.#keyLength);
-    this.#keyLength += end - start;
-  }
-
-  /** Keeps part of a value that is cut by the chunk's end (or too long). */
   #keep(chunk: Uint8Array, start: number, end: number): void {
-    this.#valueSeen += end - start;
-    if (this.#id < 0) return;
     const room = this.#max - this.#valueLength;
     const take = Math.min(room, end - start);
+    this.#valueSeen += end - start;
     if (take <= 0) return;
     if (this.#valueLength + take > this.#value.length) {
       let size = this.#value.length * 2;
@@ -383,45 +241,57 @@ export class ExportParser {
     this.#valueLength += take;
   }
 
-  /** A value read in pieces is complete. */
-  #fieldKept(binary: boolean): void {
-    if (this.#id >= 0) {
-      if (this.#valueSeen > this.#max) this.truncated++;
-      this.#handler.field(this.#id, this.#value, 0, this.#valueLength, binary);
-    }
-    this.#endField();
+  #endField(isText: boolean): void {
+    const bytes = this.#value.subarray(0, this.#valueLength);
+    if (this.#valueSeen > this.#valueLength) this.truncated++;
+    this.#addField(isText ? text(bytes, 0, bytes.length) : Array.from(bytes));
   }
 
-  #endField(): void {
+  /** The field name read, as a string (cached: entries repeat the same few). */
+  #keyName(): string {
+    const key = this.#key;
+    const length = this.#keyLength;
+    let hash = length;
+    for (let i = 0; i < length; i++) hash = (hash * 31 + key[i]!) | 0;
+    const cached = this.#names.get(hash);
+    if (cached !== undefined && cached.length === length) {
+      let same = true;
+      for (let i = 0; i < length && same; i++) same = cached.charCodeAt(i) === key[i];
+      if (same) return cached;
+    }
+    if (!validKey(key, length)) throw new JournalExportError("bad field name");
+    const name = String.fromCharCode.apply(null, key.subarray(0, length) as unknown as number[]);
+    if (this.#names.size < 4096) this.#names.set(hash, name);
+    return name;
+  }
+
+  #addField(value: JournalValue): void {
+    const key = this.#name;
+    const entry = this.#entry;
+    const old = entry[key];
+    if (old === undefined) {
+      entry[key] = value;
+    } else if (this.#repeated.has(key)) {
+      (old as JournalValue[]).push(value);
+    } else {
+      entry[key] = [old as JournalValue, value];
+      this.#repeated.add(key);
+    }
     this.#fields++;
+    this.#keyLength = 0;
     this.#valueLength = 0;
     this.#valueSeen = 0;
-    this.#state = KEY;
+    this.#state = "key";
   }
 
-  /** The handler's number of the field name in `bytes[start, end)` (cached: entries repeat the same few). */
-  #nameId(bytes: Uint8Array, start: number, end: number): number {
-    const length = end - start;
-    let hash = length;
-    for (let i = start; i < end; i++) hash = (hash * 31 + bytes[i]!) | 0;
-    const cached = this.#names.get(hash);
-    if (cached !== undefined && cached.name.length === length) {
-      const name = cached.name;
-      let same = true;
-      for (let i = 0; i < length && same; i++) same = name.charCodeAt(i) === bytes[start + i];
-      if (same) return cached.id;
-    }
-    if (!validKey(bytes, start, end)) throw new JournalExportError("bad field name");
-    const name = String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
-    const id = this.#handler.fieldId(name);
-    if (this.#names.size < 4096) this.#names.set(hash, { name, id });
-    return id;
-  }
-
-  #endEntry(): void {
+  #endEntry(onEntry: (entry: JournalEntry) => void): void {
+    const entry = this.#entry;
     const empty = this.#fields === 0;
+    this.#entry = {};
+    this.#repeated = new Set();
     this.#fields = 0;
     if (empty) return; // blank lines between entries
-    this.#handler.endEntry();
+    if (typeof entry.__CURSOR !== "string") throw new JournalExportError("entry without __CURSOR");
+    onEntry(entry);
   }
 }

@@ -9,7 +9,6 @@ import { stringFlags } from "../util/flag_options.ts";
 import { dirname } from "node:path";
 import {
   ConfigError,
-  parseEndpoint,
   parseHostPort,
   parseRoleArgs,
   prepareDir,
@@ -26,12 +25,9 @@ import { MirrorSink } from "../sinks/mirror.ts";
 import { StatusFile } from "../ops/status_file.ts";
 import { loadTlsMaterial } from "../tls/policy.ts";
 import { TlsReloader } from "../tls/reloader.ts";
-import { NATS_FROM_FLAGS, natsFromOptions } from "../transport/nats_flags.ts";
-import { NatsPull } from "../transport/nats_pull.ts";
 
 const USAGE = `Usage: reclog pull --server HOST:PORT --cert FILE --key FILE --ca FILE [flags]
        reclog pull --config FILE [--status-file FILE] [--metrics HOST:PORT]
-       reclog pull --from nats://HOST:PORT --nats-stream NAME --durable NAME [flags]
 
 Connects out to 'reclog serve', reconnects forever, and re-injects every
 message unchanged into the local syslog (so it is filed under the server's
@@ -66,28 +62,6 @@ host name), or writes it elsewhere.
                             --server-name, --to, --mirror, --state
   -h, --help                this text
 
-Reading NATS JetStream instead of a server (what serve --publish wrote):
-  --from URL                nats://HOST:PORT or tls://HOST:PORT, a server of
-                            the cluster (repeat for each); replaces --server,
-                            --cert, --key, --ca, --server-name and --config
-  --nats-stream NAME        the JetStream stream
-  --durable NAME            the durable consumer: JetStream keeps its resume
-                            point (so --state and --live do not apply); made
-                            when missing, reading from the stream's start.
-                            pulls on one durable share the messages, pulls on
-                            different durables each get all of them
-  --nats-filter SUBJECT     subject filter of a durable made here
-                            (reclog.web1.>); gaps are then not reported
-  --nats-cert FILE, --nats-key FILE, --nats-ca FILE
-                            TLS client certificate, key and CA for NATS
-  --to and --status-file, --metrics as above; --mirror DIR mirrors each
-  origin host into DIR/<host>/. A batch (up to 256 messages) is
-  acknowledged to JetStream after the sink took it: a SIGKILL re-sends at
-  most the one batch in the sink, and the batches fetched ahead come
-  again after the durable's ack_wait (30 s), before newer ones (a restart
-  waits for them). A gap in an origin's sequence numbers is reported as a
-  loss, as a server's loss report is.
-
 Only relp:// loses nothing: the resume point moves past acknowledged
 messages only. A tcp:// receiver that crashes can lose the batch in flight;
 udp:// has no acknowledgement (to a loopback receiver pull paces by its queue
@@ -102,7 +76,6 @@ flight and, with relp://, the up to 1,024 not yet acknowledged.
 SIGINT/SIGTERM with exit code 0. Exit 2 on a usage or configuration error.`;
 
 const OPTIONS = {
-  ...NATS_FROM_FLAGS,
   ...stringFlags("server", "cert", "key", "ca", "server-name", "to", "mirror", "state"),
   ...stringFlags("status-file", "config", "metrics"),
   live: { type: "boolean", default: false },
@@ -124,8 +97,6 @@ const OPTIONS = {
 export async function run(args: string[]): Promise<number> {
   const { values } = parseRoleArgs("pull", args, OPTIONS);
   if (printedHelp(values, USAGE)) return 0;
-  const nats = natsFromOptions(values);
-  if (nats) return await runNats(values, nats);
   const config: PullConfig = values.config
     ? await readConfig(values.config, values)
     : { upstreams: [upstreamFromFlags(values)] };
@@ -182,53 +153,6 @@ export async function run(args: string[]): Promise<number> {
   }
   // Each upstream runs on its own: one that fails never stalls the others.
   await Promise.all(clients.map((client) => client.run()));
-  await status?.flush();
-  log("pull").info("stopped");
-  return 0;
-}
-
-/** Flags of a direct pull that mean nothing with --from nats://. */
-const DIRECT_ONLY = [
-  "server",
-  "config",
-  "cert",
-  "key",
-  "ca",
-  "server-name",
-  "state",
-  "live",
-] as const;
-
-/** `pull --from nats://...`: a durable into the sink (or a mirror per origin host). */
-async function runNats(
-  values: ReturnType<typeof parseRoleArgs<typeof OPTIONS>>["values"],
-  source: NonNullable<ReturnType<typeof natsFromOptions>>,
-): Promise<number> {
-  const stray = DIRECT_ONLY.find((flag) => values[flag]);
-  if (stray) {
-    const why = stray === "state" || stray === "live"
-      ? "the durable is the resume point, kept by JetStream"
-      : "it is for --server; NATS TLS is --nats-cert, --nats-key, --nats-ca";
-    throw new ConfigError(`--${stray} does not apply to --from nats://... (${why})`);
-  }
-  if (values.to && values.mirror) throw new ConfigError("--to and --mirror exclude each other");
-  if (values.mirror) await prepareDir("--mirror", values.mirror);
-  using shutdown = shutdownSignal();
-  await using stack = new AsyncDisposableStack();
-  const sink = values.mirror ? undefined : stack.use(
-    await openCheckedSink(parseEndpoint(values.to ?? "udp://127.0.0.1:514", "--to", "udp"), "--to"),
-  );
-  const status = values["status-file"] ? new StatusFile(values["status-file"]) : undefined;
-  const metrics = new Metrics();
-  const pull = stack.use(
-    new NatsPull({ source, sink, mirror: values.mirror, status, metrics, signal: shutdown.signal }),
-  );
-  if (values.metrics) {
-    const address = parseHostPort(values.metrics, "--metrics");
-    stack.use(await metrics.serve(address, () => pull.connected));
-  }
-  await pull.run();
-  await pull.close();
   await status?.flush();
   log("pull").info("stopped");
   return 0;

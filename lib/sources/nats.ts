@@ -32,7 +32,6 @@
 import {
   AckPolicy,
   type Consumer,
-  type ConsumerInfo,
   type ConsumerMessages,
   DeliverPolicy,
   jetstream,
@@ -49,7 +48,6 @@ import {
 } from "../transport/nats_connect.ts";
 import { errorMessage } from "../util/errors.ts";
 import { log } from "../util/log.ts";
-import { sleep } from "../util/sleep.ts";
 
 const logger = log("nats");
 
@@ -151,16 +149,6 @@ export class JetStreamBatch implements MessageBatch {
     return this.#msgs[i]!.seq;
   }
 
-  /** The consumer's delivery sequence of message `i` (counts every delivery on the durable). */
-  deliverySeq(i: number): number {
-    return this.#msgs[i]!.info.deliverySequence;
-  }
-
-  /** Whether message `i` is a rotation marker of a file stream (`Reclog-Rotated`), not a message. */
-  rotated(i: number): boolean {
-    return this.#header(i, NATS_HEADERS.rotated) !== undefined;
-  }
-
   /** Whether message `i` was delivered before (a possible duplicate). */
   redelivered(i: number): boolean {
     return this.#msgs[i]!.redelivered;
@@ -253,7 +241,7 @@ export class JetStreamSource implements Source {
     const o = this.#options;
     const jsm = await jetstreamManager(nc);
     try {
-      await this.#awaitRedeliveries(await jsm.consumers.info(o.stream, o.durable));
+      await jsm.consumers.info(o.stream, o.durable);
     } catch (error) {
       if (!/not found/i.test(errorMessage(error))) throw error;
       await jsm.consumers.add(o.stream, {
@@ -266,32 +254,6 @@ export class JetStreamSource implements Source {
       });
     }
     return await jetstream(nc).consumers.get(o.stream, o.durable);
-  }
-
-  /**
-   * Messages a process before this one was handed and did not acknowledge
-   * (it was killed) come again once the consumer's `ack_wait` passed since
-   * they were delivered, before newer ones; starting to read before that
-   * would get the newer ones first. So, with acknowledgements pending,
-   * wait until then (at most `ack_wait` plus a second).
-   */
-  async #awaitRedeliveries(info: ConsumerInfo): Promise<void> {
-    if (info.num_ack_pending === 0) return;
-    const ackWaitMs = (info.config.ack_wait ?? 30e9) / 1e6;
-    // The server sends a time stamp; the client's type says nanoseconds.
-    const active = info.delivered.last_active as unknown;
-    const parsed = typeof active === "string" ? Date.parse(active) : Number(active) / 1e6;
-    const last = Number.isFinite(parsed) && parsed > 0 ? parsed : Date.now();
-    const waitMs = Math.min(ackWaitMs, Math.max(0, last + ackWaitMs - Date.now())) + 1000;
-    logger.info(
-      "{source}: {pending} messages delivered before and not acknowledged; reading in {wait} ms, when they come again first",
-      {
-        source: this.description,
-        pending: info.num_ack_pending,
-        wait: Math.round(waitMs),
-      },
-    );
-    await sleep(waitMs, this.#options.signal);
   }
 
   async #run(messages: ConsumerMessages): Promise<void> {

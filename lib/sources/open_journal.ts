@@ -40,9 +40,7 @@ export const JOURNAL_USAGE = `systemd journal (stream 'journal'; no syslog daemo
   --journal-format FORMAT   rfc5424 (one syslog message per entry) or json
                             (journalctl's JSON line, every field) [rfc5424]
   The cursor is kept in DIR/journal-cursor.json with --spool, else in
-  ~/.local/state/reclog/; a restart continues right after the last entry
-  (the cursor of another journal, directory, match or priority is set aside:
-  then reading starts from the oldest entry).`;
+  ~/.local/state/reclog/; a restart continues right after the last entry.`;
 
 /** What the journal flags asked for. */
 export interface JournalSpec {

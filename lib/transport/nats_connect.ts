@@ -23,7 +23,6 @@ export const NATS_HEADERS: Readonly<{
   epoch: "Reclog-Epoch";
   time: "Reclog-Time";
   host: "Reclog-Host";
-  rotated: "Reclog-Rotated";
 }> = Object.freeze({
   /** JetStream's own de-duplication id: `EPOCH:SEQ`. */
   msgId: "Nats-Msg-Id",
@@ -37,8 +36,6 @@ export const NATS_HEADERS: Readonly<{
   time: "Reclog-Time",
   /** The host that received the message (serve's host name). */
   host: "Reclog-Host",
-  /** Set (`1`, empty body) on a rotation marker of a file stream: the file was rotated here. */
-  rotated: "Reclog-Rotated",
 });
 
 /** TLS material for NATS: each field PEM text, or a path to a PEM file. */

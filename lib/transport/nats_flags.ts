@@ -171,13 +171,7 @@ export function natsPublishOptions(
 export function natsFromOptions(
   values: CommonValues & { from?: string[]; durable?: string; "nats-filter"?: string },
 ): Omit<JetStreamSourceOptions, "onBatch" | "signal"> | undefined {
-  if (!values.from?.length) {
-    const stray =
-      (["durable", "nats-filter", "nats-stream", "nats-cert", "nats-key", "nats-ca"] as const)
-        .find((flag) => values[flag] !== undefined);
-    if (stray) throw new ConfigError(`--${stray} needs --from nats://HOST:PORT`);
-    return undefined;
-  }
+  if (!values.from?.length) return undefined;
   if (values.durable === undefined) throw new ConfigError("--from nats://... needs --durable NAME");
   if (!/^[A-Za-z0-9_-]+$/.test(values.durable)) {
     throw new ConfigError(`--durable '${values.durable}': use letters, digits, - and _ only`);
