@@ -13,6 +13,7 @@ import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { JetStreamSink } from "../lib/sinks/nats.ts";
 import { connectNats } from "../lib/transport/nats_connect.ts";
 import { NatsServer } from "../lib/transport/nats_server.ts";
+import { RelpServer } from "../lib/transport/relp_server.ts";
 import { makeCerts, readOrEmpty, runReclog, startReclog, tempDir, waitFor } from "./helpers.ts";
 import { numbered, sendTcp, startServe } from "./relay.ts";
 import { publishAll, SeqBatch } from "./nats_helpers_test.ts";
@@ -284,6 +285,113 @@ Deno.test({
     assert.equal((await pull.wait()).code, 0, pull.stderr);
     serve.kill("SIGTERM");
     assert.equal((await serve.wait()).code, 0, serve.stderr);
+  },
+});
+
+Deno.test({
+  name:
+    "pull --from nats: status file and metrics follow the NATS connection; no loss across an outage",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using dir = await tempDir();
+    await using nats = await NatsServer.start({ dir: `${dir.path}/nats` });
+    await using sink = new JetStreamSink({
+      servers: [nats.url],
+      stream: "LOGS",
+      host: "web1",
+      createStream: {},
+    });
+    await sink.write(new SeqBatch(0, 1000));
+    const status = `${dir.path}/status`;
+    const metricsPort = (await import("../lib/transport/nats_server.ts")).freePort();
+    await using pull = startReclog(
+      pullArgs(nats.url, "home", "--to", "-", "--status-file", status),
+    );
+    await using watched = startReclog(
+      pullArgs(nats.url, "other", "--to", "-", "--metrics", `127.0.0.1:${metricsPort}`),
+    );
+    const connected = async () =>
+      /reclog_pull_connected\{upstream="nats:LOGS\/other"\} 1/.test(
+        await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
+      );
+    await waitFor(() => numbers(pull.stdout).length >= 1000, { what: "1000 before the outage" });
+    await waitFor(connected, { what: "connected 1" });
+    assert.equal((await readOrEmpty(status)).trim(), "OK");
+    await nats.kill();
+    await waitFor(async () => /disconnected from nats:/.test(await readOrEmpty(status)), {
+      what: "the status file to say disconnected",
+    });
+    assert.equal(await connected(), false);
+    const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+    await health.body?.cancel();
+    assert.equal(health.status, 503);
+    await nats.restart();
+    await waitFor(async () => (await readOrEmpty(status)).trim() === "OK", {
+      what: () => `the status file to say OK again; stderr:\n${pull.stderr}`,
+      timeoutMs: 30_000,
+    });
+    await waitFor(connected, { what: "connected 1 again", timeoutMs: 30_000 });
+    await sink.write(new SeqBatch(1000, 2000));
+    await waitFor(() => new Set(numbers(pull.stdout)).size >= 2000, {
+      what: "2000 after the outage",
+      timeoutMs: 30_000,
+    });
+    assert.equal(new Set(numbers(pull.stdout)).size, 2000);
+    for (const p of [pull, watched]) {
+      p.kill("SIGTERM");
+      assert.equal((await p.wait()).code, 0, p.stderr);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "pull --from nats --to relp://: a receiver that goes away is retried, NATS kept, nothing lost",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using dir = await tempDir();
+    await using nats = await NatsServer.start({ dir: `${dir.path}/nats` });
+    await using sink = new JetStreamSink({
+      servers: [nats.url],
+      stream: "LOGS",
+      host: "web1",
+      createStream: {},
+    });
+    const taken: number[] = [];
+    const decoder = new TextDecoder();
+    const receiver = (port: number) =>
+      new RelpServer({
+        port,
+        onBatch: (messages) => {
+          for (const m of messages) taken.push(...numbers(decoder.decode(m)));
+          return Promise.resolve();
+        },
+      });
+    let server = receiver(0);
+    const port = (await server.listen()).port;
+    await using pull = startReclog(pullArgs(nats.url, "home", "--to", `relp://127.0.0.1:${port}`));
+    await sink.write(new SeqBatch(0, 1000));
+    await waitFor(() => taken.length >= 1000, { what: "1000 before the receiver stops" });
+    await server.close();
+    await sink.write(new SeqBatch(1000, 2000));
+    await pull.waitForStderr(/retrying in \d+ ms, holding the connection/, 30_000);
+    server = receiver(port);
+    await server.listen();
+    try {
+      await waitFor(() => new Set(taken).size >= 2000, {
+        what: () =>
+          `2000 after the receiver is back (${new Set(taken).size}); stderr:\n${pull.stderr}`,
+        timeoutMs: 60_000,
+      });
+      assert.doesNotMatch(pull.stderr, /connection lost/);
+      console.log(`receiver away and back: 2000 messages, ${taken.length - 2000} twice`);
+      pull.kill("SIGTERM");
+      assert.equal((await pull.wait()).code, 0, pull.stderr);
+    } finally {
+      await server.close();
+    }
   },
 });
 
