@@ -207,6 +207,66 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    `pull --from nats --to relp:// (a slow receiver) SIGKILLed mid-batch: nothing lost, duplicates <= ${BATCH}`,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using dir = await tempDir();
+    await using nats = await NatsServer.start({ dir: `${dir.path}/nats` });
+    await using sink = new JetStreamSink({
+      servers: [nats.url],
+      stream: "LOGS",
+      host: "web1",
+      createStream: {},
+    });
+    const total = 20_000;
+    await publishAll(sink, total, 1000);
+    await addDurable(nats.url, "home", 3000);
+    const taken: number[] = [];
+    const decoder = new TextDecoder();
+    // Slow: each transaction waits a little, so the kill lands inside a sink write.
+    const server = new RelpServer({
+      port: 0,
+      onBatch: async (messages) => {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        for (const m of messages) taken.push(...numbers(decoder.decode(m)));
+      },
+    });
+    const port = (await server.listen()).port;
+    try {
+      const to = `relp://127.0.0.1:${port}`;
+      let atKill = 0;
+      {
+        await using pull = startReclog(pullArgs(nats.url, "home", "--to", to));
+        await waitFor(() => taken.length >= total / 4, {
+          what: "a quarter of the messages before the kill",
+          timeoutMs: 60_000,
+        });
+        pull.kill("SIGKILL");
+        await pull.wait();
+        atKill = taken.length;
+      }
+      await using again = startReclog(pullArgs(nats.url, "home", "--to", to));
+      await waitFor(() => new Set(taken).size >= total, {
+        what: () => `all ${total} after the restart (${new Set(taken).size}):\n${again.stderr}`,
+        timeoutMs: 90_000,
+      });
+      const duplicates = taken.length - total;
+      console.log(
+        `relp: killed after ${atKill} taken; ${duplicates} duplicates (bound ${BATCH})`,
+      );
+      assert.equal(new Set(taken).size, total, "nothing lost");
+      assert.ok(duplicates <= BATCH, `${duplicates} duplicates`);
+      again.kill("SIGTERM");
+      assert.equal((await again.wait()).code, 0, again.stderr);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
   name: "pull --from nats: a gap in an origin's numbers is reported lost, as a server's L frame",
   sanitizeOps: false,
   sanitizeResources: false,
