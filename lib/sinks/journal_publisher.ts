@@ -211,7 +211,7 @@ export class JournalPublisher implements AsyncDisposable {
       const batch = new FrameBatch(read.bytes);
       journal.pin(read.segment);
       try {
-        if (batch.count > 0 || batch.rotations.length > 0) await this.#sink.write(batch);
+        if (batch.count > 0) await this.#sink.write(batch);
         this.#next = read.endSeq;
         this.#published?.inc(batch.count);
         this.#up = true;
@@ -223,8 +223,11 @@ export class JournalPublisher implements AsyncDisposable {
       } catch (error) {
         const taken = error instanceof SinkError ? Math.min(error.taken, batch.count) : 0;
         this.#published?.inc(taken);
-        // Just past the last message taken: a rotation after it, not taken, goes again.
-        this.#next = taken === 0 ? read.firstSeq : batch.seq(taken - 1) + 1;
+        this.#next = taken === 0
+          ? read.firstSeq
+          : taken < batch.count
+          ? batch.seq(taken)
+          : read.endSeq;
         this.#up = false;
         if (!failing && !signal.aborted) {
           log("publish").warn("publishing to {sink} failed ({reason}); retrying from {seq}", {

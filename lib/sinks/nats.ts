@@ -5,10 +5,7 @@
  * `EPOCH:SEQ` (the journal's epoch and sequence number) and headers carrying
  * what the wire protocol carries: `Reclog-Stream`, `Reclog-Seq`,
  * `Reclog-Epoch`, `Reclog-Time` (receive time, ms) and `Reclog-Host` (origin
- * host). A rotation of a followed file (a batch's `rotations`, as a
- * journal's FrameBatch lists them) is published in its place as a marker
- * without body and with `Reclog-Rotated: 1`, so a mirror read from JetStream
- * rotates as one read from serve. {@linkcode JetStreamSink.write} publishes the whole batch pipelined
+ * host). {@linkcode JetStreamSink.write} publishes the whole batch pipelined
  * (up to `window` publishes awaiting their acknowledgement) and resolves when
  * JetStream acknowledged (stored, replicated as the stream says) every one.
  * Otherwise it rejects with a {@linkcode SinkError} whose `taken` is the
@@ -38,7 +35,6 @@ import { connectNats, followConnected, NATS_HEADERS } from "../transport/nats_co
 import type { NatsConnection, NatsTls } from "../transport/nats_connect.ts";
 import { type JetStreamAck, JetStreamPublisher } from "../transport/nats_publisher.ts";
 import { errorMessage } from "../util/errors.ts";
-import type { Rotation } from "../protocol/frame_batch.ts";
 
 export type { MessageBatch, Refusal, Sink, WriteReport } from "../batch.ts";
 export { SinkError } from "../batch.ts";
@@ -238,58 +234,28 @@ export class JetStreamSink implements Sink {
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     const window = Math.max(1, this.#options.window ?? 1024);
     const refused: Refusal[] = [];
-    // Rotations of file streams (a journal's FrameBatch lists them) go out as
-    // markers in their place; one that fails leaves `taken` before it.
-    const rotations = (batch as { rotations?: readonly Rotation[] }).rotations ?? [];
-    let r = 0;
-    for (let start = 0; start < batch.count || r < rotations.length; start += window) {
+    for (let start = 0; start < batch.count; start += window) {
       const end = Math.min(batch.count, start + window);
       const acks: (Promise<JetStreamAck> | undefined)[] = [];
-      const index: number[] = [];
-      for (let i = start; i <= end; i++) {
-        while (
-          r < rotations.length && rotations[r]!.before <= i && (i < end || end === batch.count)
-        ) {
-          acks.push(this.#rotation(js, rotations[r++]!));
-          index.push(i);
-        }
-        if (i === end) break;
-        acks.push(this.#publish(js, batch, i, maxPayload, refused));
-        index.push(i);
-      }
+      for (let i = start; i < end; i++) acks.push(this.#publish(js, batch, i, maxPayload, refused));
       const results = await Promise.allSettled(acks);
       for (let k = 0; k < results.length; k++) {
-        const result = results[k]!;
-        if (result.status === "rejected") {
-          throw new SinkError(`${this.description}: ${errorMessage(result.reason)}`, index[k]!, {
-            cause: result.reason,
+        const r = results[k]!;
+        if (r.status === "rejected") {
+          throw new SinkError(`${this.description}: ${errorMessage(r.reason)}`, start + k, {
+            cause: r.reason,
           });
         }
-        const ack = result.value;
-        if (ack && ack.stream !== this.#options.stream) {
+        if (r.value && r.value.stream !== this.#options.stream) {
           throw new SinkError(
-            `${this.description}: subject stored by stream ${ack.stream} instead (--nats-subject)`,
-            index[k]!,
+            `${this.description}: subject stored by stream ${r.value.stream} instead (--nats-subject)`,
+            start + k,
           );
         }
-        if (ack) this.#published++;
+        if (r.value) this.#published++;
       }
-      if (end === batch.count) break;
     }
     return refused.length === 0 ? ALL_TAKEN : { refused };
-  }
-
-  /** A rotation marker: no body, `Reclog-Rotated: 1` and the rotation's stream, seq and time. */
-  #rotation(js: JetStreamPublisher, rotation: Rotation): Promise<JetStreamAck> {
-    const h = headers();
-    h.set(NATS_HEADERS.rotated, "1");
-    h.set(NATS_HEADERS.stream, rotation.stream);
-    h.set(NATS_HEADERS.host, this.#host);
-    h.set(NATS_HEADERS.epoch, this.#epoch);
-    h.set(NATS_HEADERS.time, String(rotation.time));
-    h.set(NATS_HEADERS.seq, String(rotation.seq));
-    h.set(NATS_HEADERS.msgId, `${this.#epoch}:${rotation.seq}`);
-    return js.publish(this.subjectFor(rotation.stream), new Uint8Array(), h);
   }
 
   #publish(
