@@ -10,7 +10,6 @@ import {
   freePort,
   makeCerts,
   readOrEmpty,
-  runReclog,
   startReclog,
   startRsyslog,
   tempDir,
@@ -38,7 +37,7 @@ async function homeRsyslog(dir: string): Promise<{ process: Running; port: numbe
     dir: `${dir}/rsyslog`,
     rules: `
 module(load="imtcp")
-template(name="fields" type="string" string="{\\"pri\\":\\"%pri%\\",\\"time\\":\\"%timereported:::date-rfc3339%\\",\\"host\\":\\"%hostname:::json%\\",\\"app\\":\\"%app-name:::json%\\",\\"procid\\":\\"%procid:::json%\\",\\"msg\\":\\"%msg:::json%\\",\\"sd\\":\\"%structured-data:::json%\\"}\\n")
+template(name="fields" type="string" string="{\\"pri\\":\\"%pri%\\",\\"time\\":\\"%timereported:::date-rfc3339%\\",\\"host\\":\\"%hostname:::json%\\",\\"app\\":\\"%app-name:::json%\\",\\"procid\\":\\"%procid:::json%\\",\\"msg\\":\\"%msg:::json%\\"}\\n")
 input(type="imtcp" address="127.0.0.1" port="${port}" ruleset="home")
 ruleset(name="home") { action(type="omfile" file="${file}" template="fields") }
 `,
@@ -54,7 +53,6 @@ interface Filed {
   app: string;
   procid: string;
   msg: string;
-  sd: string;
 }
 
 async function filed(file: string): Promise<Filed[]> {
@@ -65,7 +63,6 @@ function startServe(
   certs: CertPaths,
   args: string[],
   port = 0,
-  stateHome = `${args.at(-1)}.state`,
 ): Promise<{ process: Running; port: number }> {
   const process = startReclog([
     "serve",
@@ -79,7 +76,7 @@ function startServe(
     `127.0.0.1:${port}`,
     ...args,
     // The cursor without --spool goes to $XDG_STATE_HOME/reclog: one per test, beside its last argument.
-  ], { env: { XDG_STATE_HOME: stateHome } });
+  ], { env: { XDG_STATE_HOME: `${args.at(-1)}.state` } });
   return process.waitForListening("mTLS").then((port) => ({ process, port }));
 }
 
@@ -172,171 +169,6 @@ Deno.test("serve --journal-dir → pull → rsyslog: each entry filed with journ
     assert.equal(line.procid, text(e._PID) || text(e.SYSLOG_PID) || "-", `entry ${i} procid`);
     assert.equal(line.msg, text(e.MESSAGE), `entry ${i} MESSAGE`);
   }
-});
-
-/** Inodes of the sockets in /proc/net/{name} and /proc/net/{name}6 (all of this network namespace). */
-async function socketInodes(name: "udp" | "tcp"): Promise<Set<string>> {
-  const inodes = new Set<string>();
-  for (const file of [`/proc/net/${name}`, `/proc/net/${name}6`]) {
-    const lines = (await readOrEmpty(file)).split("\n").slice(1);
-    for (const line of lines) {
-      const inode = line.trim().split(/\s+/)[9];
-      if (inode !== undefined && inode !== "0") inodes.add(inode);
-    }
-  }
-  return inodes;
-}
-
-/** The socket inodes process `pid` has open (its /proc/PID/fd links `socket:[N]`). */
-function openSockets(pid: number): Set<string> {
-  const inodes = new Set<string>();
-  for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
-    try {
-      const match = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`));
-      if (match) inodes.add(match[1]!);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return inodes;
-}
-
-Deno.test("serve --journal-sd-field: chosen fields reach the home rsyslog as structured data, every value, escaped", async () => {
-  await using dir = await tempDir();
-  const certs = await makeCerts(dir.path);
-  const journalDir = `${dir.path}/journal`;
-  await Deno.mkdir(journalDir);
-  await writeJournal(journalDir, [
-    entry(0, {
-      SYSLOG_IDENTIFIER: "nginx",
-      _SYSTEMD_UNIT: "nginx.service",
-      CODE_LINE: ["12", "13"],
-      MESSAGE: "with both",
-    }),
-    entry(1, { SYSLOG_IDENTIFIER: "app", CODE_LINE: 'a "quoted" ]value\\', MESSAGE: "escaped" }),
-    entry(2, { SYSLOG_IDENTIFIER: "bare", MESSAGE: "no such fields" }),
-  ]);
-  const home = await homeRsyslog(dir.path);
-  await using _home = home.process;
-  const serve = await startServe(certs, [
-    "--journal-dir",
-    journalDir,
-    "--journal-sd-field",
-    "_SYSTEMD_UNIT",
-    "--journal-sd-field",
-    "CODE_LINE",
-  ]);
-  await using _serve = serve.process;
-  await using _pull = await startPull(certs, serve.port, {
-    to: `tcp://127.0.0.1:${home.port}`,
-    args: ["--state", `${dir.path}/pull.state`],
-  });
-  await waitFor(async () => (await filed(home.file)).length >= 3, { what: "3 lines filed" });
-  const got = await filed(home.file);
-  assert.deepEqual(got.map((l) => [l.msg, l.sd]), [
-    ["with both", '[journal@32473 _SYSTEMD_UNIT="nginx.service" CODE_LINE="12" CODE_LINE="13"]'],
-    ["escaped", '[journal@32473 CODE_LINE="a \\"quoted\\" \\]value\\\\"]'],
-    ["no such fields", "-"],
-  ]);
-  // Checked at start: a bad name, or with the json format.
-  for (
-    const [args, error] of [
-      [["--journal-sd-field", "bad-name"], /--journal-sd-field 'bad-name': expected a field name/],
-      [["--journal-format", "json", "--journal-sd-field", "A"], /needs --journal-format rfc5424/],
-    ] as const
-  ) {
-    const result = await runReclog([
-      "serve",
-      "--cert",
-      certs.serverCert,
-      "--key",
-      certs.serverKey,
-      "--ca",
-      certs.ca,
-      "--journal-dir",
-      journalDir,
-      ...args,
-    ]);
-    assert.equal(result.code, 2, result.stderr);
-    assert.match(result.stderr, error);
-  }
-});
-
-Deno.test("serve --journal-dir without --syslog-in: its log names only the journal input and the listener, and it has no UDP socket", async () => {
-  await using dir = await tempDir();
-  const certs = await makeCerts(dir.path);
-  const journalDir = `${dir.path}/journal`;
-  await Deno.mkdir(journalDir);
-  await writeJournal(journalDir, plain(1, 3));
-  const sockets = async (serve: { process: Running }) => {
-    const open = openSockets(serve.process.child.pid);
-    const inter = (all: Set<string>) => [...open].filter((inode) => all.has(inode)).length;
-    return { udp: inter(await socketInodes("udp")), tcp: inter(await socketInodes("tcp")) };
-  };
-  {
-    const serve = await startServe(certs, ["--journal-dir", journalDir]);
-    await using _serve = serve.process;
-    // What a user reads at start: one line per input, then the listener.
-    const startup = serve.process.stderr.split("\n").filter((line) =>
-      /listening on|read (from the start|after its cursor)|following|publishing to/.test(line)
-    );
-    assert.equal(startup.length, 2, startup.join("\n"));
-    assert.match(startup[0]!, new RegExp(`journal:${journalDir} read from the start`));
-    assert.match(startup[1]!, /mTLS listening on 127\.0\.0\.1:\d+/);
-    assert.doesNotMatch(serve.process.stderr, /syslog-in|udp|5140/);
-    const open = await sockets(serve);
-    assert.equal(open.udp, 0, "no UDP socket open");
-    assert.ok(open.tcp >= 1, "the mTLS listener is a TCP socket of the process");
-  }
-  // The same check sees the UDP input when one is asked for.
-  const serve = await startServe(certs, [
-    "--syslog-in",
-    "127.0.0.1:0",
-    "--journal-dir",
-    journalDir,
-  ]);
-  await using _serve = serve.process;
-  assert.match(serve.process.stderr, /syslog-in udp listening on 127\.0\.0\.1:\d+/);
-  assert.equal((await sockets(serve)).udp, 1, "the --syslog-in UDP socket");
-});
-
-Deno.test("serve --journal-dir B after --journal-dir A, one state directory: A's cursor is not applied to B, one line says so", async () => {
-  await using dir = await tempDir();
-  const certs = await makeCerts(dir.path);
-  const stateHome = `${dir.path}/state`;
-  const journals = [`${dir.path}/a`, `${dir.path}/b`];
-  for (const [k, d] of journals.entries()) {
-    await Deno.mkdir(d);
-    await writeJournal(d, plain(k * 100 + 1, 3));
-  }
-  const stopped = async (serve: { process: Running }) => {
-    serve.process.kill("SIGTERM");
-    assert.equal((await serve.process.wait()).code, 0);
-    await serve.process[Symbol.asyncDispose]();
-    return serve.process.stderr;
-  };
-  const run = async (journalDir: string, wait: RegExp) => {
-    const serve = await startServe(certs, ["--journal-dir", journalDir], 0, stateHome);
-    // Until the cursor of this journal's entries is saved.
-    const file = `${stateHome}/reclog/journal-cursor.json`;
-    await waitFor(async () => (await readOrEmpty(file)).includes(`${journalDir}"`), {
-      what: `${file} to name ${journalDir}`,
-    });
-    const stderr = await stopped(serve);
-    assert.match(stderr, wait);
-    return stderr;
-  };
-  const a = await run(journals[0]!, /journal:\S+\/a read from the start/);
-  assert.doesNotMatch(a, /was saved for/);
-  const again = await run(journals[0]!, /journal:\S+\/a read after its cursor/);
-  assert.doesNotMatch(again, /was saved for/);
-  const b = await run(journals[1]!, /journal:\S+\/b read from the start/);
-  const notes = b.split("\n").filter((line) => /was saved for/.test(line));
-  assert.equal(notes.length, 1, b);
-  assert.match(
-    notes[0]!,
-    /saved for journal:\S+\/a, not journal:\S+\/b: reading from the oldest entry/,
-  );
 });
 
 Deno.test("serve --journal-dir --spool: SIGKILL and restart lose nothing, repeat a bounded few; vacuumed entries reach home as a loss notice", async () => {

@@ -27,7 +27,6 @@ export const JOURNAL_FLAGS = {
   "journal-match": { type: "string", multiple: true },
   "journal-priority": { type: "string" },
   "journal-format": { type: "string" },
-  "journal-sd-field": { type: "string", multiple: true },
 } as const;
 
 /** The flags' part of `serve --help`. */
@@ -40,12 +39,8 @@ export const JOURNAL_USAGE = `systemd journal (stream 'journal'; no syslog daemo
                             or a range err..warning
   --journal-format FORMAT   rfc5424 (one syslog message per entry) or json
                             (journalctl's JSON line, every field) [rfc5424]
-  --journal-sd-field NAME   rfc5424: also put field NAME in structured data,
-                            [journal@32473 NAME="value"]; repeatable
   The cursor is kept in DIR/journal-cursor.json with --spool, else in
-  ~/.local/state/reclog/; a restart continues right after the last entry
-  (the cursor of another journal, directory, match or priority is set aside:
-  then reading starts from the oldest entry).`;
+  ~/.local/state/reclog/; a restart continues right after the last entry.`;
 
 /** What the journal flags asked for. */
 export interface JournalSpec {
@@ -57,8 +52,6 @@ export interface JournalSpec {
   priority?: string;
   /** `--journal-format`. */
   format: JournalFormat;
-  /** `--journal-sd-field` values (rfc5424 only). */
-  sdFields: string[];
 }
 
 /**
@@ -69,7 +62,7 @@ export interface JournalSpec {
  * ```ts
  * import { parseJournalFlags } from "./open_journal.ts";
  * parseJournalFlags({ journal: true, "journal-priority": "warning" });
- * // { directory: undefined, matches: [], priority: "warning", format: "rfc5424", sdFields: [] }
+ * // { directory: undefined, matches: [], priority: "warning", format: "rfc5424" }
  * ```
  */
 export function parseJournalFlags(values: {
@@ -78,7 +71,6 @@ export function parseJournalFlags(values: {
   "journal-match"?: string[];
   "journal-priority"?: string;
   "journal-format"?: string;
-  "journal-sd-field"?: string[];
 }): JournalSpec | undefined {
   const directory = values["journal-dir"];
   if (values.journal && directory !== undefined) {
@@ -86,13 +78,7 @@ export function parseJournalFlags(values: {
   }
   const format = values["journal-format"] ?? "rfc5424";
   if (!values.journal && directory === undefined) {
-    const flags = [
-      "journal-match",
-      "journal-priority",
-      "journal-format",
-      "journal-sd-field",
-    ] as const;
-    for (const flag of flags) {
+    for (const flag of ["journal-match", "journal-priority", "journal-format"] as const) {
       if (values[flag] !== undefined) {
         throw new ConfigError(`--${flag} needs --journal or --journal-dir`);
       }
@@ -103,25 +89,11 @@ export function parseJournalFlags(values: {
   if (format !== "rfc5424" && format !== "json") {
     throw new ConfigError(`--journal-format '${format}': expected rfc5424 or json`);
   }
-  const sdFields = values["journal-sd-field"] ?? [];
-  for (const name of sdFields) {
-    if (!/^[A-Za-z0-9_]{1,32}$/.test(name)) {
-      throw new ConfigError(
-        `--journal-sd-field '${name}': expected a field name of 1-32 of A-Z a-z 0-9 _`,
-      );
-    }
-  }
-  if (sdFields.length > 0 && format !== "rfc5424") {
-    throw new ConfigError(
-      "--journal-sd-field needs --journal-format rfc5424 (json has every field)",
-    );
-  }
   return {
     directory,
     matches: values["journal-match"] ?? [],
     priority: values["journal-priority"],
     format,
-    sdFields,
   };
 }
 
@@ -179,7 +151,6 @@ export async function startJournalInput(
       matches: spec.matches,
       priority: spec.priority,
       format: spec.format,
-      sdFields: spec.sdFields,
       maxBytes: options.maxMessage,
       hostname: Deno.hostname(),
       canSave: () => journal.spoolHealthy,

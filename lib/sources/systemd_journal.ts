@@ -12,18 +12,8 @@
  * fields and the structured-data fields only).
  * - `--output=export`: 252 prints it about 3x faster than JSON (journalctl is
  *   the bottleneck), binary fields come as raw bytes, and an over-long value
- *   is cut instead of the whole entry skipped. `ExportParser` hands only
- *   the mapped fields' bytes to a `RawJournalEntry`, and
- *   `SyslogFormatter.appendRaw` makes the message of those: the same bytes
- *   as from the JSON (`tests/systemd_journal_export_test.ts`), without
- *   making strings of the values or reading the other fields.
- * - Under `stdbuf -o 64K` (coreutils) where it is installed: journalctl's
- *   stdout buffer on a pipe is 4 KiB otherwise, a read (and a batch, an
- *   append, a cursor update) per ~10 entries; with 64 KiB (the pipe's size)
- *   a read takes ~150 entries, and journalctl formats the next 64 KiB while
- *   these are parsed (with 1 MiB the two took turns: measured 25% slower).
- *   journalctl flushes whenever it has shown everything, so following is
- *   not delayed.
+ *   is cut instead of the whole entry skipped; parsed by `ExportParser` into
+ *   the same entries as the JSON (the real-file tests compare both).
  * - `--merge`: without it, `--follow` shows only the newest boot, so entries
  *   of the previous boot after a saved cursor would be lost.
  * - `--no-tail` with `--cursor` as well: `--follow` implies `--lines=10`,
@@ -49,12 +39,11 @@ import { sleep } from "../util/sleep.ts";
 import { ExportParser, JournalExportError } from "../framing/journal_export.ts";
 import {
   cursorPosition,
+  type JournalEntry,
   JournalLineError,
   parseEntryLine,
   SyslogFormatter,
 } from "../framing/journal_entry.ts";
-import { RawJournalEntry } from "../framing/journal_raw.ts";
-import { collectTail, STDBUF, withStdbuf } from "./systemd_journal_process.ts";
 
 import type {
   JournalBatch,
@@ -233,9 +222,8 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     const startCursor = this.#cursor;
     let child: Deno.ChildProcess;
     try {
-      const stdbuf = withStdbuf(program);
-      child = new Deno.Command(stdbuf ? STDBUF : program, {
-        args: stdbuf ? ["-o", "64K", stdbuf, ...this.args()] : this.args(),
+      child = new Deno.Command(program, {
+        args: this.args(),
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -252,14 +240,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     if (this.#controller.signal.aborted) this.#kill();
     const stderr = collectTail(child.stderr, 4096);
     const reader = child.stdout.getReader({ mode: "byob" });
-    const step: Step = {
-      records: [],
-      gaps: [],
-      first: true,
-      startCursor,
-      seqnumId: "",
-      seqnum: -1,
-    };
+    const step: Step = { records: [], gaps: [], first: true, startCursor };
     try {
       const batches = this.#export ? this.#readExport(reader, step) : this.#readLines(reader, step);
       for await (const _ of batches) {
@@ -330,10 +311,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
           this.#badOutput(error.message);
           continue;
         }
-        const cursor = entry.__CURSOR as string;
-        if (this.#position(cursor, step) && this.#formatter.append(entry, line)) {
-          this.#record(cursor, step);
-        }
+        this.#accept(entry, line, step);
       }
       if (skipping) {
         have = 0;
@@ -351,14 +329,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
    * framing ends the run (journalctl is restarted after the last entry).
    */
   async *#readExport(reader: ByobReader, step: Step): AsyncGenerator<void> {
-    const raw = new RawJournalEntry(this.#options.format?.sdFields ?? [], (entry) => {
-      const cursor = entry.cursor();
-      if (cursor === undefined) throw new JournalExportError("entry without __CURSOR");
-      if (this.#position(cursor, step) && this.#formatter.appendRaw(entry)) {
-        this.#record(cursor, step);
-      }
-    });
-    const parser = new ExportParser({ maxFieldBytes: this.#maxLine, handler: raw });
+    const parser = new ExportParser({ maxFieldBytes: this.#maxLine });
     let buf = new Uint8Array(READ_SIZE);
     while (true) {
       const { value, done } = await reader.read(buf);
@@ -366,7 +337,7 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
       buf = new Uint8Array(value.buffer);
       const truncated = parser.truncated;
       try {
-        parser.push(value);
+        parser.push(value, (entry) => this.#accept(entry, undefined, step));
       } catch (error) {
         if (!(error instanceof JournalExportError)) throw error;
         this.#badOutput(error.message);
@@ -386,14 +357,12 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
     }
   }
 
-  /**
-   * One entry read: false for the start cursor's own entry (skipped), else
-   * the gap check, and the entry's cursor becomes the reader's.
-   */
-  #position(cursor: string, step: Step): boolean {
+  /** One entry read: gap check, cursor, formatted into the pending batch. */
+  #accept(entry: JournalEntry, line: Uint8Array | undefined, step: Step): void {
+    const cursor = entry.__CURSOR as string;
     if (step.first) {
       step.first = false;
-      if (cursor === step.startCursor) return false; // --cursor shows the saved entry again
+      if (cursor === step.startCursor) return; // --cursor shows the saved entry again
     }
     const position = cursorPosition(cursor);
     if (position) {
@@ -411,19 +380,15 @@ export class SystemdJournalReader implements AsyncDisposable, AsyncIterable<Jour
       if (last === undefined || position.seqnum > last) {
         this.#lastSeq.set(position.seqnumId, position.seqnum);
       }
-      step.seqnumId = position.seqnumId;
-      step.seqnum = position.seqnum;
-    } else {
-      step.seqnumId = "";
-      step.seqnum = -1;
     }
     this.#cursor = cursor;
-    return true;
-  }
-
-  /** The entry just positioned was formatted into the pending batch. */
-  #record(cursor: string, step: Step): void {
-    step.records.push({ cursor, seqnumId: step.seqnumId, seqnum: step.seqnum, message: EMPTY });
+    if (!this.#formatter.append(entry, line)) return;
+    step.records.push({
+      cursor,
+      seqnumId: position?.seqnumId ?? "",
+      seqnum: position?.seqnum ?? -1,
+      message: EMPTY,
+    });
   }
 
   #kill(): void {
@@ -465,7 +430,22 @@ interface Step {
   /** Whether the next entry is the run's first (`--cursor` repeats the saved one). */
   first: boolean;
   startCursor: string | undefined;
-  /** The sequence number id and number of the entry last positioned. */
-  seqnumId: string;
-  seqnum: number;
+}
+
+/** Reads a stream to its end, keeping only its last `max` bytes, as text. */
+async function collectTail(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {
+  let tail = new Uint8Array(0);
+  try {
+    for await (const chunk of stream) {
+      const joined = new Uint8Array(Math.min(max, tail.length + chunk.length));
+      const all = new Uint8Array(tail.length + chunk.length);
+      all.set(tail);
+      all.set(chunk, tail.length);
+      joined.set(all.subarray(all.length - joined.length));
+      tail = joined;
+    }
+  } catch {
+    // the stream failed: keep what came
+  }
+  return new TextDecoder().decode(tail);
 }
